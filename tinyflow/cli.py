@@ -1,0 +1,174 @@
+"""The ``tinyflow`` command: parse arguments, call the library, print. The one error boundary lives here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import TinyflowError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _fraction(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _optimize_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("optimization")
+    g.add_argument("--prune", type=_fraction, metavar="S", help="magnitude-prune kernels to sparsity S in (0, 1)")
+    g.add_argument("--structured-2-4", action="store_true", help="2:4 structured sparsity (50%%)")
+    g.add_argument("--qat", action="store_true", help="quantization-aware training (PQAT when pruning)")
+    g.add_argument("--epochs", type=_positive_int, help="fine-tuning epochs (default: 10 pruning, 3-5 QAT)")
+    g.add_argument("--calibration-samples", type=_positive_int, default=200,
+                   help="training samples used to calibrate int8 ranges (default 200)")
+
+
+def _optimize_options(a: argparse.Namespace) -> Any:
+    from .optimize import OptimizeOptions
+
+    return OptimizeOptions(prune=a.prune, structured_2_4=a.structured_2_4, qat=a.qat, epochs=a.epochs)
+
+
+def _model_summary_rows(report: dict[str, Any]) -> list[list[str]]:
+    from .display import kib, pct
+
+    m, o, acc = report["model"], report["optimize"], report.get("accuracy") or {}
+    rows = [
+        ["model", f"{Path(m['source']).name} ({m['format']})"],
+        ["size", f"{kib(m['float_params_bytes'])} float params → {kib(m['tflite_bytes'])} int8 .tflite"],
+        ["ops", ", ".join(m["ops"])],
+        ["MACs", f"{m['macs']:,}"],
+        ["optimization", f"{o['method']}: {o['quantization']}"],
+        ["weight sparsity", pct(o["sparsity"]["overall"])],
+    ]
+    if acc:
+        if acc["task"] == "classification":
+            rows.append(["accuracy float (Keras)", pct(acc["float"])])
+            if acc["float_optimized"] is not None:
+                rows.append(["accuracy float, pruned", pct(acc["float_optimized"])])
+            rows.append(["accuracy int8 (host TFLM)", pct(acc["int8"])])
+        elif acc["task"] == "regression":
+            rows.append(["MSE float / int8", f"{acc['float_mse']:.6g} / {acc['int8_mse']:.6g}"])
+        if acc["agreement"] is not None:
+            rows.append(["int8 agrees with float (top-1)", pct(acc["agreement"])])
+        rows.append(["test samples", str(acc["samples"])])
+    return rows
+
+
+def cmd_boards(a: argparse.Namespace) -> int:
+    from .boards import all_boards
+    from .display import kib, out_console, table
+
+    boards = all_boards(tuple(a.board_file or ()))
+    if a.json:
+        print(json.dumps([{"id": b.id, "aliases": list(b.aliases), "name": b.name, "mcu": b.mcu,
+                           "cpu_mhz": b.cpu_mhz, "arena_sram_bytes": b.arena_sram_bytes,
+                           "psram_bytes": b.psram_bytes, "flash_bytes": b.flash_bytes,
+                           "max_app_bytes": b.max_app_bytes, "kernel_library": b.kernel_library,
+                           "simulated": b.simulated, "source": str(b.source)} for b in boards], indent=2))
+        return 0
+    rows = [[b.id, ", ".join(b.aliases), b.mcu, str(b.cpu_mhz or "host"), kib(b.arena_sram_bytes),
+             kib(b.psram_bytes) if b.psram_bytes else "–", kib(b.max_app_bytes), b.kernel_library]
+            for b in boards]
+    out_console.print(table("boards", ["id", "aliases", "MCU", "MHz", "arena SRAM", "PSRAM", "app flash",
+                                       "kernels"], rows))
+    return 0
+
+
+def cmd_optimize(a: argparse.Namespace) -> int:
+    from .display import RichReporter, out_console, table
+    from .pipeline import optimize_model
+
+    with RichReporter() as reporter:
+        path, report, _ = optimize_model(a.model, a.data, _optimize_options(a), a.out, a.force,
+                                         a.calibration_samples, reporter)
+    out_console.print(table("tinyflow optimize", ["", ""], _model_summary_rows(report)))
+    out_console.print(f"wrote {path}")
+    return 0
+
+
+def cmd_deploy(a: argparse.Namespace) -> int:
+    from .display import RichReporter, out_console, table
+    from .pipeline import DeployOptions, deploy
+
+    model = a.model
+    if model is None:
+        from .examples import bundled_digits
+
+        model, data = bundled_digits()
+        a.data = a.data or str(data)
+    options = DeployOptions(board=a.board, board_files=tuple(a.board_file or ()), data=a.data,
+                            optimize=_optimize_options(a), calibration_samples=a.calibration_samples,
+                            eval_limit=a.limit, out=a.out, force=a.force)
+    with RichReporter() as reporter:
+        result = deploy(model, options, reporter)
+    rows = [["board", f"{result.board.name} ({result.board.id})"], *_model_summary_rows(result.report)]
+    out_console.print(table("tinyflow deploy", ["", ""], rows))
+    out_console.print(f"wrote {result.out_dir}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tinyflow", description="Take a Keras model to a microcontroller and "
+                                     "prove it works there.")
+    parser.add_argument("--version", action="version", version=f"tinyflow {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("boards", cmd_boards, "list the boards tinyflow knows")
+    p.add_argument("--board-file", action="append", metavar="PATH", help="also load this board file")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = command("optimize", cmd_optimize, "prune and/or quantize a Keras model to an int8 .tflite, and evaluate it")
+    p.add_argument("model", help=".keras, .h5 or SavedModel directory")
+    p.add_argument("--data", required=True, metavar="DATA.npz", help="x_train, y_train, x_test, y_test")
+    p.add_argument("--out", metavar="DIR", help="output directory (default build/<model>)")
+    p.add_argument("--force", action="store_true", help="replace an output directory tinyflow did not write")
+    _optimize_args(p)
+
+    p = command("deploy", cmd_deploy, "run the whole pipeline for a board (no model: the bundled digits example)")
+    p.add_argument("model", nargs="?", help=".keras, .h5, SavedModel directory or .tflite")
+    p.add_argument("--board", default="esp32s3", help="board id or alias (see `tinyflow boards`)")
+    p.add_argument("--board-file", action="append", metavar="PATH", help="load an extra board file")
+    p.add_argument("--data", metavar="DATA.npz", help="x_train, y_train, x_test, y_test")
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="evaluate on the first N test samples")
+    p.add_argument("--out", metavar="DIR", help="output directory (default build/<model>)")
+    p.add_argument("--force", action="store_true", help="replace an output directory tinyflow did not write")
+    _optimize_args(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except TinyflowError as e:
+        print(f"tinyflow: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("tinyflow: interrupted", file=sys.stderr)
+        return 130

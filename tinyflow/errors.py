@@ -1,0 +1,36 @@
+"""The errors tinyflow reports to its user: bad input, a board that does not fit, a device that fails.
+
+Anything raised as a ``TinyflowError`` is the user's input, board, toolchain or device at fault, not a
+bug in tinyflow: the CLI prints its message on one line and exits with its code. Anything else is a
+bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class TinyflowError(Exception):
+    """A problem the user can fix; ``str(err)`` names the file, the problem and the fix."""
+
+    exit_code = 2
+
+
+class InputError(TinyflowError):
+    """A model, data file, board file or option that tinyflow cannot use as given."""
+
+
+class OutputExistsError(TinyflowError):
+    """The output directory holds files tinyflow did not write, and ``--force`` was not given."""
+
+
+class DoesNotFitError(TinyflowError):
+    """The model does not fit the board (arena, flash) or would crash TFLM; exit code 1."""
+
+    exit_code = 1
+
+
+class ToolchainError(TinyflowError):
+    """An external tool (PlatformIO, esptool, a compiler) is missing or failed."""
+
+
+class DeviceError(TinyflowError):
+    """The device did not answer, answered garbage, runs another model, or the link is gone."""
