@@ -76,7 +76,7 @@ def _model_summary_rows(report: dict[str, Any]) -> list[list[str]]:
 
 def cmd_boards(a: argparse.Namespace) -> int:
     from .boards import all_boards
-    from .display import kib, out_console, table
+    from .display import out_console, size, table
 
     boards = all_boards(tuple(a.board_file or ()))
     if a.json:
@@ -86,8 +86,8 @@ def cmd_boards(a: argparse.Namespace) -> int:
                            "max_app_bytes": b.max_app_bytes, "kernel_library": b.kernel_library,
                            "simulated": b.simulated, "source": str(b.source)} for b in boards], indent=2))
         return 0
-    rows = [[b.id, ", ".join(b.aliases), b.mcu, str(b.cpu_mhz or "host"), kib(b.arena_sram_bytes),
-             kib(b.psram_bytes) if b.psram_bytes else "–", kib(b.max_app_bytes), b.kernel_library]
+    rows = [[b.id, " ".join(b.aliases), b.mcu, str(b.cpu_mhz or "host"), size(b.arena_sram_bytes),
+             size(b.psram_bytes) if b.psram_bytes else "–", size(b.max_app_bytes), b.kernel_library]
             for b in boards]
     out_console.print(table("boards", ["id", "aliases", "MCU", "MHz", "arena SRAM", "PSRAM", "app flash",
                                        "kernels"], rows))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,8 @@ from .progress import Reporter
 # rich writes to its own copy of the terminal's stderr, so that it stays visible while tinyflow hides the
 # native chatter TensorFlow prints on file descriptor 2.
 err_console = Console(file=os.fdopen(os.dup(2), "w", buffering=1), stderr=True)
-out_console = Console()
+# Piped output (CI logs, tests) is not squeezed into 80 columns.
+out_console = Console(width=None if sys.stdout.isatty() else 140)
 
 
 class RichReporter(Reporter):
@@ -68,10 +70,21 @@ def kib(n: int | None) -> str:
     return "–" if n is None else f"{n / 1024:,.1f} KiB"
 
 
+def size(n: int | None) -> str:
+    """Compact: 512 B, 160 KiB, 8 MiB."""
+    if n is None:
+        return "–"
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            v = n / scale
+            return f"{v:.0f} {unit}" if v == int(v) or v >= 100 else f"{v:.1f} {unit}"
+    return f"{n} B"
+
+
 def table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
     t = Table(title=title, title_justify="left", header_style="bold", show_header=any(columns))
     for i, c in enumerate(columns):
-        t.add_column(c, justify="right" if i and columns[0] else "left")
+        t.add_column(c, justify="right" if i and columns[0] else "left", no_wrap=i == 0)
     for r in rows:
         t.add_row(*r)
     return t

@@ -62,6 +62,7 @@ class Tensor:
     quantization: Quantization | None
     is_constant: bool  # its data is in the flatbuffer (weights, biases, shapes)
     is_variable: bool
+    buffer: int = 0  # index into the model's buffers (0: no data)
     first_use: int | None = None  # op index that creates it (-1: a subgraph input); None for constants
     last_use: int | None = None  # last op index that reads it (len(ops): a subgraph output)
 
@@ -266,6 +267,7 @@ def read_graph(data: bytes, source: str | Path = "<model>") -> ModelGraph:
                     quantization=_quantization(t.quantization),
                     is_constant=constant,
                     is_variable=bool(t.isVariable),
+                    buffer=int(t.buffer),
                     first_use=None if constant else first,
                     last_use=None if constant else last,
                 ))
@@ -308,3 +310,16 @@ def read_graph_file(path: str | Path) -> ModelGraph:
     from .keras_io import read_tflite
 
     return read_graph(read_tflite(path), path)
+
+
+_NUMPY_TYPES = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
+                "FLOAT32": np.float32, "FLOAT16": np.float16, "BOOL": np.bool_}
+
+
+def constant_array(data: bytes, tensor: Tensor) -> np.ndarray:
+    """The values of a constant tensor (weights, bias), read from the flatbuffer ``data``."""
+    if not tensor.is_constant:
+        raise ValueError(f"tensor '{tensor.name}' has no data in the model")
+    buf = _schema().Model.GetRootAsModel(data, 0).Buffers(tensor.buffer)
+    raw = buf.DataAsNumpy().tobytes()
+    return np.frombuffer(raw, dtype=_NUMPY_TYPES[tensor.dtype]).reshape(tensor.shape)
