@@ -16,7 +16,8 @@ def digits_tflite(digits_example, tmp_path_factory):
     from tinyflow.pipeline import DeployOptions, deploy
 
     out = tmp_path_factory.mktemp("tfl") / "out"
-    return deploy(digits_example[0], DeployOptions(data=str(digits_example[1]), out=str(out), eval_limit=20)).tflite_path
+    options = DeployOptions(data=str(digits_example[1]), out=str(out), eval_limit=20)
+    return deploy(digits_example[0], options).tflite_path
 
 
 def _fails(capsys, argv, *needles, code=2):

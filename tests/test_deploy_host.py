@@ -43,7 +43,8 @@ def test_deploy_writes_the_tflite_and_a_report_with_the_required_keys(digits_ptq
     assert report["model"]["tflite_bytes"] == len(tflite)
     graph = read_graph_file(out / "model_int8.tflite")
     assert graph.is_quantized
-    assert [t.dtype for t in graph.input_tensors()] == ["INT8"] and [t.dtype for t in graph.output_tensors()] == ["INT8"]
+    assert [t.dtype for t in graph.input_tensors()] == ["INT8"]
+    assert [t.dtype for t in graph.output_tensors()] == ["INT8"]
     assert report["model"]["ops"] == list(graph.op_names)
     assert report["model"]["format"] == "keras3"  # the example is a Keras 3 .keras file, bridged
 

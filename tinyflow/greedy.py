@@ -129,9 +129,9 @@ def overlapping_pairs(buffers: list[Buffer], offsets: list[int]) -> list[tuple[i
     for i in range(len(buffers)):
         for j in range(i + 1, len(buffers)):
             a, b = buffers[i], buffers[j]
-            if a.size and b.size and a.overlaps(b):
-                if offsets[i] < offsets[j] + b.size and offsets[j] < offsets[i] + a.size:
-                    bad.append((i, j))
+            if a.size and b.size and a.overlaps(b) and \
+                    offsets[i] < offsets[j] + b.size and offsets[j] < offsets[i] + a.size:
+                bad.append((i, j))
     return bad
 
 
