@@ -81,10 +81,11 @@ def size(n: int | None) -> str:
     return f"{n} B"
 
 
-def table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
+def table(title: str, columns: list[str], rows: list[list[str]], left: int = 1) -> Table:
+    """Numbers right-aligned; the first ``left`` columns (names) left-aligned."""
     t = Table(title=title, title_justify="left", header_style="bold", show_header=any(columns))
     for i, c in enumerate(columns):
-        t.add_column(c, justify="right" if i and columns[0] else "left", no_wrap=i == 0)
+        t.add_column(c, justify="left" if i < left or not columns[0] else "right", no_wrap=i == 0)
     for r in rows:
         t.add_row(*r)
     return t

@@ -142,6 +142,16 @@ class ModelGraph:
         """No float activations: what TFLM's int8 kernels (and ESP-NN) need."""
         return not any(t.is_activation and t.dtype in ("FLOAT32", "FLOAT16", "FLOAT64") for t in self.main.tensors)
 
+    def live_bytes(self) -> list[int]:
+        """Activation bytes alive while each op of the main subgraph runs (its inputs and outputs included)."""
+        sg = self.main
+        live = [0] * len(sg.operators)
+        for t in sg.tensors:
+            if t.is_activation and t.first_use is not None and t.bytes:
+                for i in range(max(0, t.first_use), min(len(live) - 1, t.last_use) + 1):
+                    live[i] += t.bytes
+        return live
+
     def input_tensors(self) -> list[Tensor]:
         return [self.main.tensors[i] for i in self.main.inputs]
 
