@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 Builder = Callable[[Any], Any]
+# Bump when the way models are built changes (cached .tflite files are keyed by it).
+CORPUS_VERSION = "2"
 
 
 def _mlp(k: Any) -> Any:
@@ -165,22 +167,43 @@ PLANNER_CORPUS = ("mlp", "cnn_pool", "ds_cnn", "resnet_block", "concat", "conv1d
 MLPERF_SHAPED = ("ds_cnn", "mobilenet_v1_025_vww", "resnet8", "ad_autoencoder")
 
 
+def _normalize_activations(k: Any, model: Any, x: np.ndarray) -> None:
+    """Rescale each kernel so its layer's output has unit spread on ``x`` (LSUV-style).
+
+    With random weights, activations shrink by about half per ReLU layer; after the 27 layers of a
+    MobileNet they are ~1e-8 and the int8 softmax input scale makes TFLM abort. Real trained models
+    do not look like that, so the corpus should not either.
+    """
+    for layer in model.layers:
+        kernels = [w for w in layer.weights if "kernel" in w.name]
+        if not kernels:
+            continue
+        std = float(np.std(k.Model(model.inputs, layer.output)(x, training=False)))
+        if std > 0:
+            for w in kernels:
+                w.assign(w / std)
+
+
 def build_keras(name: str, seed: int = 0) -> Any:
     from .tfenv import tf_keras
 
     k = tf_keras()
     k.utils.set_random_seed(seed)
-    return MODELS[name][0](k)
+    model = MODELS[name][0](k)
+    _normalize_activations(k, model, _calibration(model, seed, 16))
+    return model
+
+
+def _calibration(model: Any, seed: int, n: int) -> np.ndarray:
+    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    return np.random.default_rng(seed).normal(size=(n, *shape)).astype(np.float32)
 
 
 def build_tflite(name: str, seed: int = 0, calibration_samples: int = 32) -> bytes:
     from .convert import to_int8_tflite
 
     model = build_keras(name, seed)
-    rng = np.random.default_rng(seed)
-    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
-    calibration = rng.normal(size=(calibration_samples, *shape)).astype(np.float32)
-    return to_int8_tflite(model, calibration, calibration_samples, seed)
+    return to_int8_tflite(model, _calibration(model, seed + 1, calibration_samples), calibration_samples, seed)
 
 
 def cached_tflite(name: str, cache_dir: str | Path, seed: int = 0) -> bytes:
@@ -188,7 +211,7 @@ def cached_tflite(name: str, cache_dir: str | Path, seed: int = 0) -> bytes:
     import inspect
 
     source = inspect.getsource(MODELS[name][0]).encode()
-    key = hashlib.sha256(source + f"{seed}".encode()).hexdigest()[:12]
+    key = hashlib.sha256(source + f"{seed}/{CORPUS_VERSION}".encode()).hexdigest()[:12]
     path = Path(cache_dir) / f"{name}-{key}.tflite"
     if path.is_file():
         return path.read_bytes()

@@ -48,7 +48,7 @@ class Quantization:
 
     @property
     def zero_point(self) -> int:
-        return self.zero_points[0]
+        return self.zero_points[0] if self.zero_points else 0
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,13 @@ class Tensor:
     buffer: int = 0  # index into the model's buffers (0: no data)
     first_use: int | None = None  # op index that creates it (-1: a subgraph input); None for constants
     last_use: int | None = None  # last op index that reads it (len(ops): a subgraph output)
+
+    @property
+    def channels(self) -> int:
+        """Quantization channels as TFLM counts them: it copies zero points only when scales and zero points
+        are both present (TfLiteAffineQuantization + a zero-point TfLiteIntArray of this length)."""
+        q = self.quantization
+        return len(q.scales) if q is not None and q.scales and q.zero_points else 0
 
     @property
     def is_activation(self) -> bool:
@@ -162,7 +169,7 @@ class ModelGraph:
 def _quantization(q: Any) -> Quantization | None:
     if q is None or q.scale is None or len(q.scale) == 0:
         return None
-    zps = q.zeroPoint if q.zeroPoint is not None else [0] * len(q.scale)
+    zps = q.zeroPoint if q.zeroPoint is not None else []
     return Quantization(tuple(float(s) for s in q.scale), tuple(int(z) for z in zps), int(q.quantizedDimension))
 
 
