@@ -58,6 +58,9 @@ flash_bytes = 4194304
 [[partition_tables]]
 name = "app"
 app_bytes = 1000000
+[firmware]
+base_bytes = 300000
+per_op_bytes = 8192
 [serial]
 usb_ids = ["303A:1001"]
 console = "uart0"

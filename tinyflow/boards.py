@@ -41,6 +41,21 @@ class ArduinoSpec:
 
 
 @dataclass(frozen=True)
+class LatencyModel:
+    """Per-op-type cost figures for the latency estimate (see latency.py); all values are estimates."""
+
+    pointwise_cycles_per_mac: float  # 1x1 convolutions
+    conv_cycles_per_mac: float  # KxK convolutions over fewer than 8 input channels (first layers)
+    wide_conv_cycles_per_mac: float  # KxK convolutions over 8 or more input channels
+    depthwise_cycles_per_mac: float
+    fc_cycles_per_mac: float
+    pool_cycles_per_read: float
+    element_cycles: float
+    op_overhead_cycles: float
+    scale: float
+
+
+@dataclass(frozen=True)
 class Board:
     id: str
     name: str
@@ -67,6 +82,9 @@ class Board:
     monitor_speed: int
     platformio: PlatformIOSpec | None
     arduino: ArduinoSpec | None
+    firmware_base_bytes: int
+    firmware_per_op_bytes: int
+    latency: LatencyModel | None
     source: Path
 
     @property
@@ -162,6 +180,13 @@ def parse_board(data: dict[str, Any], source: Path) -> Board:
                               a.get("pio_platform", str, None), a.get("pio_board", str, None))
         a.finish()
 
+    fw = _Fields(top.get("firmware", dict), "firmware.", source)
+    latency = None
+    if "latency" in data:
+        lat = _Fields(top.get("latency", dict), "latency.", source)
+        latency = LatencyModel(*(float(lat.get(f, (int, float), minimum=0)) for f in LatencyModel.__dataclass_fields__))
+        lat.finish()
+
     board = Board(
         id=board_id,
         name=top.get("name", str),
@@ -188,9 +213,12 @@ def parse_board(data: dict[str, Any], source: Path) -> Board:
         monitor_speed=serial.get("monitor_speed", int, 115200, minimum=1),
         platformio=pio,
         arduino=arduino,
+        firmware_base_bytes=fw.get("base_bytes", int, minimum=0),
+        firmware_per_op_bytes=fw.get("per_op_bytes", int, minimum=0),
+        latency=latency,
         source=source,
     )
-    for f in (top, mem, serial):
+    for f in (top, mem, serial, fw):
         f.finish()
     if not all(isinstance(a, str) and _ID_RE.match(a) for a in board.aliases):
         raise InputError(f"{source}: aliases must be lower-case names like \"esp32s3\"")

@@ -49,6 +49,7 @@ def _optimize_options(a: argparse.Namespace) -> Any:
 
 
 def _model_summary_rows(report: dict[str, Any]) -> list[list[str]]:
+    """Model, optimization and host-accuracy rows of the summary table."""
     from .display import kib, pct
 
     m, o, acc = report["model"], report["optimize"], report.get("accuracy") or {}
@@ -118,11 +119,12 @@ def cmd_deploy(a: argparse.Namespace) -> int:
         a.data = a.data or str(data)
     options = DeployOptions(board=a.board, board_files=tuple(a.board_file or ()), data=a.data,
                             optimize=_optimize_options(a), calibration_samples=a.calibration_samples,
-                            eval_limit=a.limit, out=a.out, force=a.force)
+                            eval_limit=a.limit, psram=_psram_choice(a), out=a.out, force=a.force)
     with RichReporter() as reporter:
         result = deploy(model, options, reporter)
     rows = [["board", f"{result.board.name} ({result.board.id})"], *_model_summary_rows(result.report)]
     out_console.print(table("tinyflow deploy", ["", ""], rows))
+    print_board_plan(result.plan)
     out_console.print(f"wrote {result.out_dir}")
     return 0
 
@@ -180,6 +182,61 @@ def _graph_json(g: Any) -> dict[str, Any]:
     }
 
 
+def _psram_choice(a: argparse.Namespace) -> bool | None:
+    return True if a.psram else (False if a.no_psram else None)
+
+
+def print_board_plan(bp: Any) -> None:
+    """The human view of a BoardPlan (shared by plan and deploy)."""
+    from .display import out_console, size, table
+
+    j = bp.to_json()
+    rows = [["board", f"{bp.board.name} ({bp.board.id})"], ["kernels", bp.kernels]]
+    if j["arena"]:
+        a, f = j["arena"], j["flash"]
+        rows += [
+            ["arena (smallest that builds)", f"{a['min_bytes']:,} B: planned head {a['head_bytes']:,} B, persistent "
+                                             f"tail {a['tail_bytes']:,} B; set by {a['binding']}"],
+            ["arena in firmware", f"{a['firmware_bytes']:,} B in {(a['region'] or 'nowhere').upper()} "
+                                  f"(limit {size(a['limit_bytes'])})"],
+            ["activations at best", f"{a['lower_bound_bytes']:,} B live at the peak (greedy plan: "
+                                    f"{a['head_bytes']:,} B)"],
+            ["flash", f"{size(f['total_bytes'])} = model {size(f['model_bytes'])} + firmware "
+                      f"~{size(f['firmware_estimate_bytes'])} of {size(f['limit_bytes'])} "
+                      f"({f['partition_table'] or 'no partition table fits'})"],
+        ]
+        if j["latency_estimate_us"] is not None:
+            rows.append(["latency (estimate)",
+                         f"{j['latency_estimate_us'] / 1000:,.2f} ms — {j['latency_estimate_basis']}"])
+    rows.append(["fits", "[green]yes[/green]" if bp.fits else "[red]no[/red]"])
+    out_console.print(table("tinyflow plan", ["", ""], rows))
+    for h in bp.hazards:
+        out_console.print(f"[red]hazard:[/red] {h}")
+    for i, n in bp.unsupported_ops:
+        out_console.print(f"[red]no TFLM kernel:[/red] op {i} ({n}); on the device: \"Didn't find op for builtin "
+                          "opcode\"")
+    for p in j["problems"]:
+        out_console.print(f"[red]does not fit:[/red] {p}")
+    for r in j["remedies"]:
+        out_console.print(f"[yellow]to do:[/yellow] {r}")
+    for n in j["notes"]:
+        out_console.print(f"[dim]note:[/dim] {n}")
+
+
+def cmd_plan(a: argparse.Namespace) -> int:
+    from .assess import assess
+    from .boards import find_board
+    from .graph import read_graph_file
+
+    board = find_board(a.board, tuple(a.board_file or ()))
+    bp = assess(read_graph_file(a.model), board, _psram_choice(a), tuple(a.board_file or ()))
+    if a.json:
+        print(json.dumps(bp.to_json(), indent=2))
+    else:
+        print_board_plan(bp)
+    return 0 if bp.fits else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinyflow", description="Take a Keras model to a microcontroller and "
                                      "prove it works there.")
@@ -199,6 +256,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="a .tflite file")
     p.add_argument("--json", action="store_true", help="print JSON (ops and tensors)")
 
+    p = command("plan", cmd_plan, "the exact TFLM arena for a board, flash, hazards and a latency estimate "
+                                  "(exit 1 when it does not fit)")
+    p.add_argument("model", help="a .tflite file")
+    p.add_argument("--board", default="esp32s3", help="board id or alias (see `tinyflow boards`)")
+    p.add_argument("--board-file", action="append", metavar="PATH", help="load an extra board file")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--psram", action="store_true", help="put the arena in PSRAM")
+    g.add_argument("--no-psram", action="store_true", help="never put the arena in PSRAM")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
     p = command("optimize", cmd_optimize, "prune and/or quantize a Keras model to an int8 .tflite, and evaluate it")
     p.add_argument("model", help=".keras, .h5 or SavedModel directory")
     p.add_argument("--data", required=True, metavar="DATA.npz", help="x_train, y_train, x_test, y_test")
@@ -212,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--board-file", action="append", metavar="PATH", help="load an extra board file")
     p.add_argument("--data", metavar="DATA.npz", help="x_train, y_train, x_test, y_test")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="evaluate on the first N test samples")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--psram", action="store_true", help="put the arena in PSRAM")
+    g.add_argument("--no-psram", action="store_true", help="never put the arena in PSRAM")
     p.add_argument("--out", metavar="DIR", help="output directory (default build/<model>)")
     p.add_argument("--force", action="store_true", help="replace an output directory tinyflow did not write")
     _optimize_args(p)

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .assess import BoardPlan, assess
 from .boards import Board, find_board
 from .dataset import Dataset, check_matches_input, load_dataset
-from .errors import InputError
+from .errors import DoesNotFitError, InputError
 from .evaluate import HostEvaluation, evaluate
 from .graph import ModelGraph, read_graph
 from .keras_io import LoadedModel, load_model
@@ -36,6 +37,7 @@ class DeployOptions:
     optimize: OptimizeOptions = field(default_factory=OptimizeOptions)
     calibration_samples: int = 200
     eval_limit: int | None = None
+    psram: bool | None = None  # None: PSRAM only when the arena does not fit internal SRAM
     out: str | None = None
     force: bool = False
 
@@ -58,6 +60,7 @@ class DeployResult:
     report: dict[str, Any]
     model: ModelResult
     board: Board
+    plan: BoardPlan
 
     @property
     def tflite_path(self) -> Path:
@@ -204,9 +207,17 @@ def deploy(model_path: str | Path, options: DeployOptions | None = None,
     with OutputDir(options.out or default_out_dir(model_path), options.force) as outdir:
         result = build_model(model_path, data, options.optimize, options.calibration_samples,
                              options.eval_limit, reporter)
-        report = {**_header(), "board": _board_json(board), **model_report(result),
-                  "artifacts": {"tflite": TFLITE_NAME}}
         write_bytes(outdir.path / TFLITE_NAME, result.tflite)
+        with reporter.stage("plan"):
+            plan = assess(result.graph, board, options.psram, options.board_files)
+        report = {**_header(), "board": _board_json(board), **model_report(result), "memory": plan.to_json(),
+                  "artifacts": {"tflite": TFLITE_NAME}}
         write_text(outdir.path / REPORT_NAME, json.dumps(report, indent=2) + "\n")
         path = outdir.publish()
-    return DeployResult(path, report, result, board)
+    if not plan.fits:
+        # The output stays: its report says what does not fit and why; code generation does not run.
+        reasons = [str(h) for h in plan.hazards] + [f"op {i} ({n}) has no TFLM kernel" for i, n in plan.unsupported_ops]
+        reasons += list(plan.budget.problems) if plan.budget else []
+        raise DoesNotFitError(f"{Path(model_path).name} does not fit {board.id}: {'; '.join(reasons)} "
+                              f"(details and remedies in {path / REPORT_NAME})")
+    return DeployResult(path, report, result, board, plan)

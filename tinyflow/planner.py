@@ -344,8 +344,8 @@ def _binding_label(seq: _Seq, i: int) -> str:
         return "planning (the greedy planner's working memory)"
     if "Prepare" in where:
         return f"{where} (temporary tensors)"
-    if kind == "Z" and seq.events[i][3] == "reserve" or "model " in where:
-        return "final (planned head + persistent tail)"
+    if (kind == "Z" and seq.events[i][3] == "reserve") or "model " in where:
+        return "the final planned head + persistent tail"
     return where
 
 
