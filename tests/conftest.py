@@ -80,3 +80,20 @@ def tf_keras_residual_h5(tmp_path_factory, digits_example) -> Path:
     tfk.utils.set_random_seed(2)
     model = _residual_model(tfk.layers, tfk.Model, tfk.Input)
     return _train_and_save(model, digits_example[1], tmp_path_factory.mktemp("k2") / "residual.h5")
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory) -> Path:
+    """Built corpus models are cached here for the session (and in CI's workspace between runs)."""
+    import os
+
+    cache = os.environ.get("TINYFLOW_CORPUS_CACHE")
+    return Path(cache) if cache else tmp_path_factory.mktemp("corpus")
+
+
+@pytest.fixture(scope="session")
+def corpus_model(corpus_dir):
+    """corpus_model(name) -> .tflite bytes of a corpus model, built once per session."""
+    from tinyflow.corpus import cached_tflite
+
+    return lambda name: cached_tflite(name, corpus_dir)

@@ -345,7 +345,7 @@ def _binding_label(seq: _Seq, i: int) -> str:
     if "Prepare" in where:
         return f"{where} (temporary tensors)"
     if (kind == "Z" and seq.events[i][3] == "reserve") or "model " in where:
-        return "the final planned head + persistent tail"
+        return "final head + tail"
     return where
 
 
