@@ -1,0 +1,290 @@
+// tinyflow serial protocol, device side. See tinyflow_protocol.h for the frame format.
+#include "tinyflow_protocol.h"
+
+#include <string.h>
+
+namespace {
+
+const uint32_t kCrcNibble[16] = {
+    0x00000000u, 0x1DB71064u, 0x3B6E20C8u, 0x26D930ACu, 0x76DC4190u, 0x6B6B51F4u, 0x4DB26158u, 0x5005713Cu,
+    0xEDB88320u, 0xF00F9344u, 0xD6D6A3E8u, 0xCB61B38Cu, 0x9B64C2B0u, 0x86D3D2D4u, 0xA00AE278u, 0xBDBDF21Cu,
+};
+
+void put_u16(uint8_t* p, uint16_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+}
+
+void put_u32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+uint16_t get_u16(const uint8_t* p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+
+uint32_t get_u32(const uint8_t* p) {
+  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+const size_t kHeader = 7;  // type, seq, len
+
+// Frame body at s->body: header + payload (already written at body + kHeader), then CRC; encode and send.
+void send_body(tf_server_t* s, uint8_t type, uint16_t seq, size_t payload_len) {
+  uint8_t* b = s->body;
+  b[0] = type;
+  put_u16(b + 1, seq);
+  put_u32(b + 3, (uint32_t)payload_len);
+  const size_t n = kHeader + payload_len;
+  put_u32(b + n, tf_crc32(0, b, n));
+  s->tx[0] = 0;
+  size_t len = 1 + tf_cobs_encode(b, n + 4, s->tx + 1);
+  s->tx[len++] = 0;
+  s->tx_len = len;
+  s->dev->write(s->dev->ctx, s->tx, len);
+}
+
+void send_error(tf_server_t* s, uint16_t seq, uint8_t code, const char* message) {
+  size_t n = strlen(message);
+  if (n > 255) n = 255;
+  if (kHeader + 2 + n + 4 > s->body_cap) n = 0;
+  s->body[kHeader] = code;
+  s->body[kHeader + 1] = (uint8_t)n;
+  memcpy(s->body + kHeader + 2, message, n);
+  send_body(s, TF_MSG_ERROR, seq, 2 + n);
+}
+
+size_t payload_room(const tf_server_t* s) { return s->body_cap - kHeader - 4; }
+
+void handle_infer(tf_server_t* s, uint16_t seq, const uint8_t* payload, size_t len) {
+  if (len != s->dev->input_bytes) {
+    send_error(s, seq, TF_ERR_BAD_LENGTH, "INFER payload is not the model's input size");
+    return;
+  }
+  uint8_t* out = s->body + kHeader;
+  size_t out_len = 0;
+  uint32_t us = 0, cycles = 0;
+  if (s->dev->infer(s->dev->ctx, payload, len, out + 9, payload_room(s) - 9, &out_len, &us, &cycles) != 0) {
+    send_error(s, seq, TF_ERR_INFERENCE_FAILED, "Invoke() failed");
+    return;
+  }
+  out[0] = 0;
+  put_u32(out + 1, us);
+  put_u32(out + 5, cycles);
+  send_body(s, TF_MSG_INFER_RESULT, seq, 9 + out_len);
+}
+
+void handle_bench(tf_server_t* s, uint16_t seq, const uint8_t* payload, size_t len) {
+  if (len != 4) {
+    send_error(s, seq, TF_ERR_BAD_LENGTH, "BENCH payload is warmup:u16 runs:u16");
+    return;
+  }
+  const uint16_t warmup = get_u16(payload), runs = get_u16(payload + 2);
+  uint8_t* out = s->body + kHeader;
+  if (3 + 8u * runs > payload_room(s)) {
+    send_error(s, seq, TF_ERR_TOO_MANY_RUNS, "BENCH runs exceed the device's buffer");
+    return;
+  }
+  // Outputs of the timed runs are not needed: they land in the space the timings will take later,
+  // so no buffer beyond the response's own is used.
+  size_t scratch_len = 0;
+  uint32_t us = 0, cycles = 0;
+  for (uint32_t i = 0; i < (uint32_t)warmup + runs; ++i) {
+    if (s->dev->infer(s->dev->ctx, NULL, 0, out + 3 + 8u * runs, payload_room(s) - 3 - 8u * runs, &scratch_len,
+                      &us, &cycles) != 0) {
+      send_error(s, seq, TF_ERR_INFERENCE_FAILED, "Invoke() failed");
+      return;
+    }
+    if (i >= warmup) {
+      put_u32(out + 3 + 4u * (i - warmup), us);
+      put_u32(out + 3 + 4u * runs + 4u * (i - warmup), cycles);
+    }
+  }
+  out[0] = 0;
+  put_u16(out + 1, runs);
+  send_body(s, TF_MSG_BENCH_RESULT, seq, 3 + 8u * runs);
+}
+
+void handle_profile(tf_server_t* s, uint16_t seq) {
+  uint8_t* out = s->body + kHeader;
+  uint32_t tick_hz = 0;
+  const uint16_t count = s->dev->profile_count ? s->dev->profile_count(s->dev->ctx, &tick_hz) : 0;
+  if (count == 0 || 7 + 4u * count > payload_room(s)) {
+    send_error(s, seq, TF_ERR_NO_PROFILE, "no profile: run INFER first");
+    return;
+  }
+  for (uint16_t i = 0; i < count; ++i) put_u32(out + 7 + 4u * i, s->dev->profile_ticks(s->dev->ctx, i));
+  out[0] = 0;
+  put_u32(out + 1, tick_hz);
+  put_u16(out + 5, count);
+  send_body(s, TF_MSG_PROFILE_RESULT, seq, 7 + 4u * count);
+}
+
+void handle_frame(tf_server_t* s, const uint8_t* body, size_t len) {
+  if (len < kHeader + 4) {
+    s->frames_bad++;
+    return;
+  }
+  const uint32_t payload_len = get_u32(body + 3);
+  if (kHeader + (size_t)payload_len + 4 != len || tf_crc32(0, body, len - 4) != get_u32(body + len - 4)) {
+    s->frames_bad++;
+    return;
+  }
+  s->frames_ok++;
+  const uint8_t type = body[0];
+  const uint16_t seq = get_u16(body + 1);
+  if (s->have_last && seq == s->last_seq && type == s->last_type && type != TF_MSG_HELLO_REQ) {
+    s->dev->write(s->dev->ctx, s->tx, s->tx_len);  // a retry: same answer, nothing runs twice
+    return;
+  }
+  const uint8_t* payload = body + kHeader;
+  switch (type) {
+    case TF_MSG_HELLO_REQ:
+      send_body(s, TF_MSG_HELLO, seq, s->dev->hello(s->dev->ctx, s->body + kHeader, payload_room(s)));
+      break;
+    case TF_MSG_INFER:
+      handle_infer(s, seq, payload, payload_len);
+      break;
+    case TF_MSG_BENCH:
+      handle_bench(s, seq, payload, payload_len);
+      break;
+    case TF_MSG_PROFILE:
+      handle_profile(s, seq);
+      break;
+    default:
+      send_error(s, seq, TF_ERR_UNKNOWN_MESSAGE, "unknown message type");
+      break;
+  }
+  s->last_seq = seq;
+  s->last_type = type;
+  s->have_last = 1;
+}
+
+}  // namespace
+
+uint32_t tf_crc32(uint32_t crc, const uint8_t* data, size_t len) {
+  crc = ~crc;
+  for (size_t i = 0; i < len; ++i) {
+    crc ^= data[i];
+    crc = (crc >> 4) ^ kCrcNibble[crc & 15u];
+    crc = (crc >> 4) ^ kCrcNibble[crc & 15u];
+  }
+  return ~crc;
+}
+
+size_t tf_cobs_encode(const uint8_t* in, size_t len, uint8_t* out) {
+  size_t code_at = 0, o = 1;
+  uint8_t code = 1;
+  for (size_t i = 0; i < len; ++i) {
+    if (in[i] == 0) {
+      out[code_at] = code;
+      code_at = o++;
+      code = 1;
+    } else {
+      out[o++] = in[i];
+      if (++code == 0xFF) {
+        out[code_at] = code;
+        code_at = o++;
+        code = 1;
+      }
+    }
+  }
+  out[code_at] = code;
+  return o;
+}
+
+int tf_cobs_decode(const uint8_t* in, size_t len, uint8_t* out, size_t* out_len) {
+  size_t i = 0, o = 0;
+  while (i < len) {
+    const uint8_t code = in[i];
+    if (code == 0 || i + code > len) return -1;
+    ++i;
+    for (uint8_t k = 1; k < code; ++k) out[o++] = in[i++];
+    if (code != 0xFF && i < len) out[o++] = 0;
+  }
+  *out_len = o;
+  return 0;
+}
+
+size_t tf_write_hello(uint8_t* out, size_t cap, const tf_hello_info_t* info) {
+  const size_t board_len = strlen(info->board_id) > 255 ? 255 : strlen(info->board_id);
+  const size_t runtime_len = strlen(info->runtime) > 255 ? 255 : strlen(info->runtime);
+  size_t need = 8 + 32 + 17 + 1 + board_len + 1 + runtime_len + 2;
+  for (int i = 0; i < info->n_inputs + info->n_outputs; ++i) need += 2 + 4u * info->tensors[i].rank + 12;
+  if (need > cap) return 0;
+  uint8_t* p = out;
+  put_u16(p, TF_PROTOCOL_VERSION);
+  put_u16(p + 2, info->flags);
+  put_u32(p + 4, info->boot_id);
+  memcpy(p + 8, info->model_sha256, 32);
+  p += 40;
+  put_u32(p, info->cpu_mhz);
+  put_u32(p + 4, info->arena_bytes);
+  put_u32(p + 8, info->arena_used_bytes);
+  p[12] = info->arena_region;
+  put_u16(p + 13, info->self_test_total);
+  put_u16(p + 15, info->self_test_passed);
+  p += 17;
+  *p++ = (uint8_t)board_len;
+  memcpy(p, info->board_id, board_len);
+  p += board_len;
+  *p++ = (uint8_t)runtime_len;
+  memcpy(p, info->runtime, runtime_len);
+  p += runtime_len;
+  *p++ = info->n_inputs;
+  *p++ = info->n_outputs;
+  for (int i = 0; i < info->n_inputs + info->n_outputs; ++i) {
+    const tf_tensor_info_t* t = &info->tensors[i];
+    *p++ = t->dtype;
+    *p++ = t->rank;
+    for (int d = 0; d < t->rank; ++d, p += 4) put_u32(p, (uint32_t)t->dims[d]);
+    uint32_t scale_bits;
+    memcpy(&scale_bits, &t->scale, 4);
+    put_u32(p, scale_bits);
+    put_u32(p + 4, (uint32_t)t->zero_point);
+    put_u32(p + 8, t->bytes);
+    p += 12;
+  }
+  return (size_t)(p - out);
+}
+
+void tf_server_init(tf_server_t* s, const tf_device_t* dev, uint8_t* rx, size_t rx_cap, uint8_t* body,
+                    size_t body_cap, uint8_t* tx, size_t tx_cap) {
+  memset(s, 0, sizeof(*s));
+  s->dev = dev;
+  s->rx = rx;
+  s->rx_cap = rx_cap;
+  s->body = body;
+  s->body_cap = body_cap;
+  s->tx = tx;
+  s->tx_cap = tx_cap;
+}
+
+void tf_server_feed(tf_server_t* s, const uint8_t* data, size_t len) {
+  for (size_t i = 0; i < len; ++i) {
+    const uint8_t c = data[i];
+    if (c != 0) {
+      if (s->rx_len < s->rx_cap) {
+        s->rx[s->rx_len++] = c;
+      } else {
+        s->rx_overflow = 1;
+      }
+      continue;
+    }
+    // A delimiter: whatever came before is one candidate frame (log noise fails the checks).
+    if (s->rx_len && !s->rx_overflow) {
+      size_t body_len = 0;
+      if (tf_cobs_decode(s->rx, s->rx_len, s->rx, &body_len) == 0) {
+        handle_frame(s, s->rx, body_len);
+      } else {
+        s->frames_bad++;
+      }
+    } else if (s->rx_overflow) {
+      s->frames_bad++;
+    }
+    s->rx_len = 0;
+    s->rx_overflow = 0;
+  }
+}
+
+void tf_server_announce(tf_server_t* s) {
+  send_body(s, TF_MSG_HELLO, 0, s->dev->hello(s->dev->ctx, s->body + kHeader, payload_room(s)));
+}

@@ -1,0 +1,120 @@
+// tinyflow serial protocol: the device side. Portable C++ with no TFLM and no platform headers, so the
+// same code runs in the firmware, in host tests and in tinyflow's simulated board.
+//
+// Frame on the wire: 0x00 | COBS(type:u8 seq:u16 len:u32 payload crc32:u32) | 0x00, little-endian,
+// CRC-32 as zlib computes it. Responses echo the request's sequence number; a request that repeats the
+// last sequence number gets the last response again without running anything.
+#ifndef TINYFLOW_PROTOCOL_H_
+#define TINYFLOW_PROTOCOL_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TF_PROTOCOL_VERSION 1
+
+enum {
+  TF_MSG_HELLO_REQ = 0x01,
+  TF_MSG_INFER = 0x02,
+  TF_MSG_BENCH = 0x03,
+  TF_MSG_PROFILE = 0x04,
+  TF_MSG_HELLO = 0x81,
+  TF_MSG_INFER_RESULT = 0x82,
+  TF_MSG_BENCH_RESULT = 0x83,
+  TF_MSG_PROFILE_RESULT = 0x84,
+  TF_MSG_ERROR = 0xFF,
+};
+
+enum {
+  TF_ERR_UNKNOWN_MESSAGE = 1,
+  TF_ERR_BAD_LENGTH = 2,
+  TF_ERR_INFERENCE_FAILED = 3,
+  TF_ERR_TOO_MANY_RUNS = 4,
+  TF_ERR_NO_PROFILE = 5,
+};
+
+#define TF_FRAME_OVERHEAD 11u  // type + seq + len + crc
+// Worst-case encoded size of a body of n bytes: COBS adds one byte per 254, plus the two delimiters.
+#define TF_ENCODED_SIZE(n) ((n) + (n) / 254u + 3u)
+
+// What the application provides: transport and inference. All callbacks get `ctx` back.
+typedef struct tf_device {
+  void* ctx;
+  // Send bytes to the host (blocking until queued).
+  void (*write)(void* ctx, const uint8_t* data, size_t len);
+  // Write the HELLO payload into out (at most cap bytes); return its length.
+  size_t (*hello)(void* ctx, uint8_t* out, size_t cap);
+  // Run one inference. input == NULL reuses the input of the previous call (BENCH does this).
+  // Writes the outputs, concatenated, and the invoke time in microseconds and CPU cycles.
+  int (*infer)(void* ctx, const uint8_t* input, size_t input_len, uint8_t* output, size_t output_cap,
+               size_t* output_len, uint32_t* micros, uint32_t* cycles);
+  // How many ops the last inference profiled (0: none yet), and what a tick is (ticks per second).
+  uint16_t (*profile_count)(void* ctx, uint32_t* tick_hz);
+  // Ticks op `op` took in the last inference.
+  uint32_t (*profile_ticks)(void* ctx, uint16_t op);
+  size_t input_bytes;  // an INFER payload must be exactly this long
+} tf_device_t;
+
+typedef struct tf_server {
+  const tf_device_t* dev;
+  uint8_t* rx;  // raw bytes of the frame being received (decoded in place)
+  size_t rx_cap;
+  size_t rx_len;
+  int rx_overflow;  // a chunk longer than rx_cap: drop bytes until the next delimiter
+  uint8_t* body;  // response body being built
+  size_t body_cap;
+  uint8_t* tx;  // the last response as sent, kept for resends
+  size_t tx_cap;
+  size_t tx_len;
+  uint16_t last_seq;
+  uint8_t last_type;
+  int have_last;
+  uint32_t frames_ok;
+  uint32_t frames_bad;
+} tf_server_t;
+
+#define TF_FLAG_SIMULATED 1u
+#define TF_FLAG_SELF_TEST_RAN 2u
+#define TF_FLAG_SELF_TEST_PASSED 4u
+
+typedef struct tf_tensor_info {
+  uint8_t dtype;  // TFLite TensorType: 0 float32, 2 int32, 3 uint8, 7 int16, 9 int8
+  uint8_t rank;
+  int32_t dims[6];
+  float scale;
+  int32_t zero_point;
+  uint32_t bytes;
+} tf_tensor_info_t;
+
+typedef struct tf_hello_info {
+  uint16_t flags;
+  uint32_t boot_id;  // differs on every boot: how the host notices a reset
+  uint8_t model_sha256[32];
+  uint32_t cpu_mhz;
+  uint32_t arena_bytes;
+  uint32_t arena_used_bytes;
+  uint8_t arena_region;  // 0 internal SRAM, 1 PSRAM, 2 host
+  uint16_t self_test_total;
+  uint16_t self_test_passed;
+  const char* board_id;
+  const char* runtime;
+  uint8_t n_inputs;
+  uint8_t n_outputs;
+  const tf_tensor_info_t* tensors;  // inputs, then outputs
+} tf_hello_info_t;
+
+// Serialise a HELLO payload; returns its length, or 0 when it does not fit in cap.
+size_t tf_write_hello(uint8_t* out, size_t cap, const tf_hello_info_t* info);
+
+uint32_t tf_crc32(uint32_t crc, const uint8_t* data, size_t len);
+size_t tf_cobs_encode(const uint8_t* in, size_t len, uint8_t* out);
+// Decodes in place is allowed (out == in). Returns 0 on success.
+int tf_cobs_decode(const uint8_t* in, size_t len, uint8_t* out, size_t* out_len);
+
+void tf_server_init(tf_server_t* s, const tf_device_t* dev, uint8_t* rx, size_t rx_cap, uint8_t* body,
+                    size_t body_cap, uint8_t* tx, size_t tx_cap);
+// Feed bytes received from the host; complete requests are answered from inside this call.
+void tf_server_feed(tf_server_t* s, const uint8_t* data, size_t len);
+// Send a HELLO on the device's own initiative (at boot, with seq 0).
+void tf_server_announce(tf_server_t* s);
+
+#endif  // TINYFLOW_PROTOCOL_H_

@@ -1,0 +1,108 @@
+// A test device: tinyflow's real protocol module behind a pseudo-terminal, with a trivial, deterministic
+// "model" (output = [sum of input bytes, input length, first byte, last byte]). Prints the pty path, then
+// serves until killed. argv[1]: boot id.
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/select.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "tinyflow_protocol.h"
+
+namespace {
+
+int g_master = -1;
+uint32_t g_invokes = 0;
+uint8_t g_input[64];
+
+void write_all(void*, const uint8_t* data, size_t len) {
+  while (len) {
+    ssize_t n = write(g_master, data, len);
+    if (n <= 0) continue;
+    data += n;
+    len -= (size_t)n;
+  }
+}
+
+const tf_tensor_info_t kTensors[2] = {
+    {9, 2, {1, 16, 0, 0, 0, 0}, 0.5f, -3, 16},
+    {9, 2, {1, 4, 0, 0, 0, 0}, 0.25f, 7, 4},
+};
+uint32_t g_boot_id = 1;
+
+size_t hello(void*, uint8_t* out, size_t cap) {
+  tf_hello_info_t info;
+  memset(&info, 0, sizeof(info));
+  info.flags = TF_FLAG_SELF_TEST_RAN | TF_FLAG_SELF_TEST_PASSED;
+  info.boot_id = g_boot_id;
+  for (int i = 0; i < 32; ++i) info.model_sha256[i] = (uint8_t)i;
+  info.cpu_mhz = 240;
+  info.arena_bytes = 4096;
+  info.arena_used_bytes = 3000;
+  info.self_test_total = 2;
+  info.self_test_passed = 2;
+  info.board_id = "pty-test";
+  info.runtime = "test device (no TFLM)";
+  info.n_inputs = 1;
+  info.n_outputs = 1;
+  info.tensors = kTensors;
+  return tf_write_hello(out, cap, &info);
+}
+
+int infer(void*, const uint8_t* input, size_t len, uint8_t* output, size_t cap, size_t* out_len, uint32_t* us,
+          uint32_t* cycles) {
+  if (input) memcpy(g_input, input, len);
+  if (cap < 4) return 1;
+  unsigned sum = 0;
+  for (size_t i = 0; i < 16; ++i) sum += g_input[i];
+  output[0] = (uint8_t)sum;
+  output[1] = 16;
+  output[2] = g_input[0];
+  output[3] = g_input[15];
+  *out_len = 4;
+  *us = 100 + sum % 7;
+  *cycles = *us * 240;
+  ++g_invokes;
+  return 0;
+}
+
+uint16_t profile_count(void*, uint32_t* tick_hz) {
+  *tick_hz = 240000000;
+  return g_invokes ? 3 : 0;
+}
+
+uint32_t profile_ticks(void*, uint16_t op) { return 1000u * (op + 1u); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  g_boot_id = argc > 1 ? (uint32_t)strtoul(argv[1], nullptr, 10) : 1;
+  g_master = posix_openpt(O_RDWR | O_NOCTTY);
+  if (g_master < 0 || grantpt(g_master) || unlockpt(g_master)) return 1;
+  const char* path = ptsname(g_master);
+  // Raw mode on the slave before anyone opens it, or the line discipline would echo frames back.
+  int slave = open(path, O_RDWR | O_NOCTTY);
+  struct termios tio;
+  tcgetattr(slave, &tio);
+  cfmakeraw(&tio);
+  tcsetattr(slave, TCSANOW, &tio);
+  printf("%s\n", path);
+  fflush(stdout);
+
+  static uint8_t rx[256], body[512], tx[TF_ENCODED_SIZE(512 + TF_FRAME_OVERHEAD)];
+  tf_device_t dev = {nullptr, write_all, hello, infer, profile_count, profile_ticks, 16};
+  tf_server_t server;
+  tf_server_init(&server, &dev, rx, sizeof(rx), body, sizeof(body), tx, sizeof(tx));
+  const char boot_log[] = "I (42) boot: test device starting\r\nsome printf noise\r\n";
+  write_all(nullptr, (const uint8_t*)boot_log, sizeof(boot_log) - 1);
+  tf_server_announce(&server);
+  uint8_t buf[512];
+  for (;;) {
+    ssize_t n = read(g_master, buf, sizeof(buf));
+    if (n > 0) tf_server_feed(&server, buf, (size_t)n);
+    else usleep(1000);
+  }
+  (void)slave;
+}

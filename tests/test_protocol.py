@@ -1,0 +1,125 @@
+"""The serial protocol: the Python codec, and the firmware's C module driven over a real pty by the harness link."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tinyflow.errors import DeviceError
+from tinyflow.link import Link
+from tinyflow.paths import templates_dir
+from tinyflow.protocol import Decoder, Frame, Msg, cobs_decode, cobs_encode, decode_body, encode_frame
+
+HERE = Path(__file__).parent
+
+
+def test_cobs_round_trips_and_never_emits_zero():
+    rng = random.Random(0)
+    for n in (0, 1, 253, 254, 255, 508, 5000):
+        for _ in range(20):
+            data = bytes(rng.choice([0, 0, 255, rng.randrange(256)]) for _ in range(n))
+            enc = cobs_encode(data)
+            assert 0 not in enc and cobs_decode(enc) == data
+
+
+def test_decoder_skips_logs_and_noise_between_frames():
+    dec = Decoder()
+    stream = (b"ESP-ROM:esp32s3\r\nboot: hello\n" + encode_frame(Msg.HELLO, 0, b"a\x00b") + b"\x13\x37garbage"
+              + encode_frame(Msg.INFER, 9, bytes(range(256)) * 3))
+    items = []
+    for i in range(0, len(stream), 5):
+        items += dec.feed(stream[i:i + 5])
+    frames = [x for x in items if isinstance(x, Frame)]
+    assert [(f.type, f.seq) for f in frames] == [(Msg.HELLO, 0), (Msg.INFER, 9)]
+    assert frames[1].payload == bytes(range(256)) * 3
+    assert b"boot: hello" in b"".join(x for x in items if isinstance(x, bytes))
+
+
+def test_a_flipped_bit_fails_the_crc():
+    body = encode_frame(Msg.INFER, 1, b"payload")[1:-1]
+    bad = bytearray(body)
+    bad[4] ^= 0x01
+    with pytest.raises(Exception):
+        decode_body(bytes(bad))
+
+
+@pytest.fixture(scope="module")
+def device_binary(tmp_path_factory) -> Path:
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is not installed")
+    out = tmp_path_factory.mktemp("dev") / "pty_device"
+    common = templates_dir() / "common"
+    subprocess.run(["g++", "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{common}",
+                    str(HERE / "c" / "pty_device.cc"), str(common / "tinyflow_protocol.cc"), "-o", str(out)],
+                   check=True, capture_output=True, text=True)
+    return out
+
+
+@pytest.fixture()
+def device(device_binary):
+    import serial
+
+    proc = subprocess.Popen([str(device_binary), "7"], stdout=subprocess.PIPE, text=True)
+    path = proc.stdout.readline().strip()
+    port = serial.Serial(path, 115200, timeout=0.05)
+    logs: list[str] = []
+    yield Link(port, timeout_s=1.0, retries=2, bytes_per_s=1e6, on_log=logs.append), logs
+    port.close()
+    proc.kill()
+    proc.wait()
+
+
+def test_protocol_module_compiles_warning_free_for_32_and_64_bit(tmp_path):
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is not installed")
+    src = templates_dir() / "common" / "tinyflow_protocol.cc"
+    for flags in (["-m64"], ["-m32"]):
+        proc = subprocess.run(["g++", "-std=c++11", "-Wall", "-Wextra", "-Werror", "-Wconversion", *flags, "-c",
+                               str(src), "-o", str(tmp_path / "p.o")], capture_output=True, text=True)
+        if proc.returncode and "-m32" in flags and "bits/" in proc.stderr:
+            continue  # no 32-bit C library on this machine; the 64-bit build still ran
+        assert proc.returncode == 0, proc.stderr
+
+
+def test_c_module_over_a_real_pty(device):
+    link, logs = device
+    hello = link.wait_hello(5)
+    assert hello.version == 1 and hello.boot_id == 7 and hello.board_id == "pty-test"
+    assert hello.inputs[0].shape == (1, 16) and hello.inputs[0].zero_point == -3
+    assert abs(hello.outputs[0].scale - 0.25) < 1e-9 and hello.self_test_passed == 2
+    assert any("boot: test device starting" in line for line in logs)
+
+    data = bytes(range(1, 17))
+    r = link.infer(data)
+    assert r.output == bytes([sum(data) % 256, 16, 1, 16])
+    assert r.latency_us == 100 + sum(data) % 7 and r.cycles == r.latency_us * 240
+
+    b = link.bench(warmup=2, runs=5)
+    assert b.latency_us == (100 + sum(data) % 7,) * 5 and len(b.cycles) == 5
+
+    p = link.profile()
+    assert p.tick_hz == 240_000_000 and p.ticks == (1000, 2000, 3000)
+
+
+def test_c_module_refuses_a_wrong_input_size(device):
+    link, _ = device
+    link.wait_hello(5)
+    with pytest.raises(DeviceError, match="input size"):
+        link.infer(b"short")
+
+
+def test_c_module_answers_a_retry_from_its_cache(device):
+    link, _ = device
+    link.wait_hello(5)
+    first = link.infer(bytes(16))
+    # Send the very same frame again by hand: the device must answer without running inference again.
+    seq = link._seq
+    link.port.write(encode_frame(Msg.INFER, seq, bytes([9] * 16)))
+    again = next(f for f in link._frames(time.monotonic() + 2) if f.seq == seq)
+    assert again.type == Msg.INFER_RESULT
+    assert again.payload[9:] == first.output  # the cached answer, not a run on the new bytes

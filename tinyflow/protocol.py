@@ -1,0 +1,293 @@
+"""tinyflow's serial protocol: frames and messages, as bytes. No I/O here (see ``link``).
+
+A frame on the wire is ``00 | COBS(body) | 00`` where body = ``type:u8 seq:u16 len:u32 payload crc32:u32``
+(little-endian; CRC-32 as zlib computes it, over type..payload). COBS removes every 0x00 from the body,
+so 0x00 only ever delimits: anything between delimiters that does not decode to a well-formed frame with
+a good CRC (boot logs, printf, line noise) is skipped and handed back as log text. The leading 0x00
+flushes whatever text came before a frame. The firmware's C module (firmware_templates/common/
+tinyflow_protocol.cc) implements the same format; the tests drive one against the other.
+
+Requests carry a sequence number (1..65535); the response echoes it. The device keeps its last
+response and sends it again, without running anything, when a request repeats that sequence number:
+a retried request is never counted twice. At boot the device sends a HELLO with sequence 0 on its own;
+its ``boot_id`` changes with every boot, which is how the host notices a reset.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import IntEnum
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 4 * 1024 * 1024  # a chunk longer than this without a delimiter is noise
+_HEADER = struct.Struct("<BHI")
+
+# TFLite TensorType codes used in HELLO (schema.fbs)
+TENSOR_TYPES = {0: "float32", 2: "int32", 3: "uint8", 7: "int16", 9: "int8"}
+TENSOR_TYPE_CODES = {v: k for k, v in TENSOR_TYPES.items()}
+
+
+class Msg(IntEnum):
+    HELLO_REQ = 0x01
+    INFER = 0x02
+    BENCH = 0x03
+    PROFILE = 0x04
+    HELLO = 0x81
+    INFER_RESULT = 0x82
+    BENCH_RESULT = 0x83
+    PROFILE_RESULT = 0x84
+    ERROR = 0xFF
+
+
+class FLAGS:
+    SIMULATED = 1
+    SELF_TEST_RAN = 2
+    SELF_TEST_PASSED = 4
+
+
+class ProtocolError(Exception):
+    """A frame or payload that does not parse."""
+
+
+def cobs_encode(data: bytes) -> bytes:
+    out = bytearray()
+    block = bytearray()
+    for b in data:
+        if b == 0:
+            out.append(len(block) + 1)
+            out += block
+            block.clear()
+        else:
+            block.append(b)
+            if len(block) == 254:
+                out.append(255)
+                out += block
+                block.clear()
+    out.append(len(block) + 1)
+    out += block
+    return bytes(out)
+
+
+def cobs_decode(data: bytes) -> bytes:
+    out = bytearray()
+    i, n = 0, len(data)
+    while i < n:
+        code = data[i]
+        end = i + code
+        if code == 0 or end > n:
+            raise ProtocolError("bad COBS block")
+        out += data[i + 1:end]
+        i = end
+        if code != 255 and i < n:
+            out.append(0)
+    return bytes(out)
+
+
+@dataclass(frozen=True)
+class Frame:
+    type: int
+    seq: int
+    payload: bytes
+
+
+def encode_frame(msg_type: int, seq: int, payload: bytes = b"") -> bytes:
+    body = _HEADER.pack(msg_type, seq, len(payload)) + payload
+    body += struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
+    return b"\x00" + cobs_encode(body) + b"\x00"
+
+
+def decode_body(chunk: bytes) -> Frame:
+    body = cobs_decode(chunk)
+    if len(body) < _HEADER.size + 4:
+        raise ProtocolError("frame too short")
+    msg_type, seq, length = _HEADER.unpack_from(body)
+    if _HEADER.size + length + 4 != len(body):
+        raise ProtocolError("length field does not match the frame")
+    (crc,) = struct.unpack_from("<I", body, len(body) - 4)
+    if zlib.crc32(body[:-4]) & 0xFFFFFFFF != crc:
+        raise ProtocolError("CRC mismatch")
+    return Frame(msg_type, seq, body[_HEADER.size:-4])
+
+
+class Decoder:
+    """Feed raw bytes; get back frames and, for anything else, the bytes as log text."""
+
+    def __init__(self) -> None:
+        self._chunk = bytearray()
+        self.bad_frames = 0
+
+    def feed(self, data: bytes) -> Iterator[Frame | bytes]:
+        self._chunk += data
+        while (end := self._chunk.find(0)) >= 0:
+            chunk = bytes(self._chunk[:end])
+            del self._chunk[:end + 1]
+            if not chunk:
+                continue
+            try:
+                yield decode_body(chunk)
+            except ProtocolError:
+                if _looks_binary(chunk):
+                    self.bad_frames += 1
+                yield chunk
+        if len(self._chunk) > MAX_FRAME_BYTES:
+            noise = bytes(self._chunk)
+            self._chunk.clear()
+            yield noise
+
+
+def _looks_binary(chunk: bytes) -> bool:
+    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in chunk)
+    return printable < 0.9 * len(chunk)
+
+
+# ---- payloads -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    dtype: str
+    shape: tuple[int, ...]
+    scale: float
+    zero_point: int
+    bytes: int
+
+    def pack(self) -> bytes:
+        return struct.pack("<BB", TENSOR_TYPE_CODES[self.dtype], len(self.shape)) + \
+            struct.pack(f"<{len(self.shape)}i", *self.shape) + struct.pack("<fiI", self.scale, self.zero_point,
+                                                                            self.bytes)
+
+
+@dataclass(frozen=True)
+class Hello:
+    version: int
+    flags: int
+    boot_id: int
+    model_sha256: str
+    cpu_mhz: int
+    arena_bytes: int
+    arena_used_bytes: int
+    arena_region: str  # "sram" | "psram" | "host"
+    self_test_total: int
+    self_test_passed: int
+    board_id: str
+    runtime: str
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+
+    @property
+    def simulated(self) -> bool:
+        return bool(self.flags & FLAGS.SIMULATED)
+
+    def pack(self) -> bytes:
+        regions = {"sram": 0, "psram": 1, "host": 2}
+        out = struct.pack("<HHI", self.version, self.flags, self.boot_id) + bytes.fromhex(self.model_sha256)
+        out += struct.pack("<IIIBHH", self.cpu_mhz, self.arena_bytes, self.arena_used_bytes,
+                           regions[self.arena_region], self.self_test_total, self.self_test_passed)
+        out += _pack_str(self.board_id) + _pack_str(self.runtime)
+        out += struct.pack("<BB", len(self.inputs), len(self.outputs))
+        return out + b"".join(t.pack() for t in (*self.inputs, *self.outputs))
+
+
+def _pack_str(s: str) -> bytes:
+    raw = s.encode()[:255]
+    return bytes([len(raw)]) + raw
+
+
+class _Reader:
+    def __init__(self, data: bytes):
+        self.data, self.at = data, 0
+
+    def take(self, fmt: str) -> tuple:
+        size = struct.calcsize(fmt)
+        if self.at + size > len(self.data):
+            raise ProtocolError("payload too short")
+        values = struct.unpack_from(fmt, self.data, self.at)
+        self.at += size
+        return values
+
+    def raw(self, n: int) -> bytes:
+        if self.at + n > len(self.data):
+            raise ProtocolError("payload too short")
+        self.at += n
+        return self.data[self.at - n:self.at]
+
+    def string(self) -> str:
+        (n,) = self.take("<B")
+        return self.raw(n).decode(errors="replace")
+
+    def tensor(self) -> TensorInfo:
+        code, rank = self.take("<BB")
+        shape = self.take(f"<{rank}i") if rank else ()
+        scale, zp, nbytes = self.take("<fiI")
+        return TensorInfo(TENSOR_TYPES.get(code, f"type{code}"), tuple(shape), scale, zp, nbytes)
+
+
+def parse_hello(payload: bytes) -> Hello:
+    r = _Reader(payload)
+    version, flags, boot_id = r.take("<HHI")
+    sha = r.raw(32).hex()
+    cpu, arena, used, region, st_total, st_passed = r.take("<IIIBHH")
+    board, runtime = r.string(), r.string()
+    n_in, n_out = r.take("<BB")
+    ins = tuple(r.tensor() for _ in range(n_in))
+    outs = tuple(r.tensor() for _ in range(n_out))
+    return Hello(version, flags, boot_id, sha, cpu, arena, used, {0: "sram", 1: "psram"}.get(region, "host"),
+                 st_total, st_passed, board, runtime, ins, outs)
+
+
+@dataclass(frozen=True)
+class InferResult:
+    latency_us: int
+    cycles: int
+    output: bytes
+
+
+def parse_infer_result(payload: bytes) -> InferResult:
+    r = _Reader(payload)
+    status, us, cycles = r.take("<BII")
+    _check_status(status, "INFER")
+    return InferResult(us, cycles, payload[r.at:])
+
+
+def bench_request(warmup: int, runs: int) -> bytes:
+    return struct.pack("<HH", warmup, runs)
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    latency_us: tuple[int, ...]
+    cycles: tuple[int, ...]
+
+
+def parse_bench_result(payload: bytes) -> BenchResult:
+    r = _Reader(payload)
+    status, runs = r.take("<BH")
+    _check_status(status, "BENCH")
+    return BenchResult(r.take(f"<{runs}I"), r.take(f"<{runs}I"))
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    tick_hz: int
+    ticks: tuple[int, ...]  # per op of the last Invoke, in op order
+
+
+def parse_profile_result(payload: bytes) -> ProfileResult:
+    r = _Reader(payload)
+    status, tick_hz, n = r.take("<BIH")
+    _check_status(status, "PROFILE")
+    return ProfileResult(tick_hz, r.take(f"<{n}I"))
+
+
+def parse_error(payload: bytes) -> tuple[int, str]:
+    r = _Reader(payload)
+    (code,) = r.take("<B")
+    return code, r.string()
+
+
+def _check_status(status: int, what: str) -> None:
+    if status:
+        raise ProtocolError(f"{what} failed on the device (status {status})")
