@@ -27,17 +27,21 @@ class PartitionTable:
 class PlatformIOSpec:
     platform: str
     board: str
-    framework: str
+    framework: str  # "espidf" or "arduino"
     options: dict[str, str] = field(default_factory=dict)
+    lib_deps: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class ArduinoSpec:
     fqbn: str
-    core: str
+    core: str  # "vendor:arch@version" as arduino-cli installs it
     options: dict[str, str] = field(default_factory=dict)
     pio_platform: str | None = None
     pio_board: str | None = None
+    include: str | None = None  # the TFLM library's header the sketch must name
+    defines: tuple[str, ...] = ()  # must match how the TFLM library was compiled
+    libraries: tuple[str, ...] = ()  # Arduino libraries to install
 
 
 @dataclass(frozen=True)
@@ -169,15 +173,21 @@ def parse_board(data: dict[str, Any], source: Path) -> Board:
     pio = None
     if "platformio" in data:
         p = _Fields(top.get("platformio", dict), "platformio.", source)
-        pio = PlatformIOSpec(p.get("platform", str), p.get("board", str), p.get("framework", str),
-                             _str_dict(p.get("options", dict, {}), "platformio.options", source))
+        framework = p.get("framework", str)
+        if framework not in ("espidf", "arduino"):
+            raise InputError(f"{source}: platformio.framework {framework!r} must be \"espidf\" or \"arduino\"")
+        pio = PlatformIOSpec(p.get("platform", str), p.get("board", str), framework,
+                             _str_dict(p.get("options", dict, {}), "platformio.options", source),
+                             tuple(p.get("lib_deps", list, [])))
         p.finish()
     arduino = None
     if "arduino" in data:
         a = _Fields(top.get("arduino", dict), "arduino.", source)
         arduino = ArduinoSpec(a.get("fqbn", str), a.get("core", str),
                               _str_dict(a.get("options", dict, {}), "arduino.options", source),
-                              a.get("pio_platform", str, None), a.get("pio_board", str, None))
+                              a.get("pio_platform", str, None), a.get("pio_board", str, None),
+                              a.get("include", str, None), tuple(a.get("defines", list, [])),
+                              tuple(a.get("libraries", list, [])))
         a.finish()
 
     fw = _Fields(top.get("firmware", dict), "firmware.", source)

@@ -237,6 +237,44 @@ def cmd_plan(a: argparse.Namespace) -> int:
     return 0 if bp.fits else 1
 
 
+def _read_labels(path: str | None) -> list[str] | None:
+    from .errors import InputError
+
+    if path is None:
+        return None
+    try:
+        return [line.rstrip("\r\n") for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read the labels file ({e}); give one label per line") from None
+
+
+def cmd_generate(a: argparse.Namespace) -> int:
+    from .assess import assess
+    from .boards import find_board
+    from .dataset import load_dataset
+    from .display import out_console
+    from .errors import DoesNotFitError
+    from .graph import read_graph_file
+    from .keras_io import read_tflite
+    from .project import generate, self_test_vectors
+
+    tflite = read_tflite(a.model)
+    graph = read_graph_file(a.model)
+    board = find_board(a.board, tuple(a.board_file or ()))
+    labels = _read_labels(a.labels)
+    bp = assess(graph, board, _psram_choice(a), tuple(a.board_file or ()))
+    if not bp.fits:
+        print_board_plan(bp)
+        raise DoesNotFitError(f"{a.model} does not fit {board.id}; nothing generated")
+    x = load_dataset(a.data).x_test if a.data else None
+    st = self_test_vectors(tflite, graph, a.self_test, x)
+    project = generate(graph, tflite, bp, a.out, Path(a.model).stem, labels, st, a.force)
+    for kind, path in (("PlatformIO project", project.platformio), ("Arduino sketch", project.arduino)):
+        if path is not None:
+            out_console.print(f"{kind}: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinyflow", description="Take a Keras model to a microcontroller and "
                                      "prove it works there.")
@@ -265,6 +303,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--psram", action="store_true", help="put the arena in PSRAM")
     g.add_argument("--no-psram", action="store_true", help="never put the arena in PSRAM")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = command("generate", cmd_generate, "write TFLM firmware for a board: a PlatformIO project and an "
+                                          "Arduino sketch")
+    p.add_argument("model", help="a .tflite file")
+    p.add_argument("--board", default="esp32s3", help="board id or alias (see `tinyflow boards`)")
+    p.add_argument("--board-file", action="append", metavar="PATH", help="load an extra board file")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--psram", action="store_true", help="put the arena in PSRAM")
+    g.add_argument("--no-psram", action="store_true", help="never put the arena in PSRAM")
+    p.add_argument("--self-test", type=int, default=0, metavar="N",
+                   help="embed N test inputs and the host's outputs; the firmware checks them at boot")
+    p.add_argument("--data", metavar="DATA.npz", help="take the self-test inputs from x_test")
+    p.add_argument("--labels", metavar="FILE", help="class labels, one per line")
+    p.add_argument("--force", action="store_true", help="replace an output directory tinyflow did not write")
 
     p = command("optimize", cmd_optimize, "prune and/or quantize a Keras model to an int8 .tflite, and evaluate it")
     p.add_argument("model", help=".keras, .h5 or SavedModel directory")
