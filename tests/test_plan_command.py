@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,34 +74,13 @@ def test_plan_json_has_the_documented_keys(corpus_model, tmp_path, capsys):
     assert j["arena"]["region"] == "sram"
 
 
-SMALL_BOARD = """
-id = "tiny-m4"
-name = "A small Cortex-M4 board"
-mcu = "generic-m4"
-core = "Cortex-M4"
-cpu_mhz = 80
-pointer_bytes = 4
-kernel_library = "cmsis-nn"
-[memory]
-sram_bytes = 131072
-arena_sram_bytes = 65536
-flash_bytes = 524288
-[[partition_tables]]
-name = "app"
-app_bytes = 500000
-[firmware]
-base_bytes = 150000
-per_op_bytes = 4096
-[serial]
-console = "usb_cdc"
-"""
+TINY_BOARD = Path(__file__).parent / "data" / "tiny_board.toml"
 
 
 def test_oversized_model_says_what_does_not_fit_and_what_to_do(corpus_model, tmp_path, capsys):
     path = tmp_path / "vww.tflite"
     path.write_bytes(corpus_model("mobilenet_v1_025_vww"))
-    board = tmp_path / "tiny.toml"
-    board.write_text(SMALL_BOARD)
+    board = TINY_BOARD
     # 64 KiB for the arena and no PSRAM: the ~100 KB the VWW-shaped model needs cannot fit.
     assert main(["plan", str(path), "--board", "tiny-m4", "--board-file", str(board)]) == 1
     out = capsys.readouterr().out

@@ -125,6 +125,11 @@ def cmd_deploy(a: argparse.Namespace) -> int:
     rows = [["board", f"{result.board.name} ({result.board.id})"], *_model_summary_rows(result.report)]
     out_console.print(table("tinyflow deploy", ["", ""], rows))
     print_board_plan(result.plan)
+    if result.firmware is not None:
+        for kind, path in (("PlatformIO project", result.firmware.platformio),
+                           ("Arduino sketch", result.firmware.arduino)):
+            if path is not None:
+                out_console.print(f"{kind}: {path}")
     out_console.print(f"wrote {result.out_dir}")
     return 0
 

@@ -20,6 +20,7 @@ class Dataset:
     y_train: np.ndarray | None
     x_test: np.ndarray
     y_test: np.ndarray | None
+    labels: tuple[str, ...] | None = None  # class names, from an optional "labels" array
 
     @property
     def has_labels(self) -> bool:
@@ -84,12 +85,20 @@ def load_dataset(path: str | Path) -> Dataset:
         raise InputError(f"{path}: x_train samples are {arrays['x_train'].shape[1:]} but x_test samples are "
                          f"{arrays['x_test'].shape[1:]}; they must have the same shape")
 
+    labels = None
+    if "labels" in arrays:
+        raw = arrays["labels"]
+        if raw.ndim != 1 or not (np.issubdtype(raw.dtype, np.str_) or np.issubdtype(raw.dtype, np.integer)):
+            raise InputError(f"{path}: labels must be a 1-D array of class names (strings)")
+        labels = tuple(str(v) for v in raw)
+
     return Dataset(
         source=path,
         x_train=arrays["x_train"].astype(np.float32),
         y_train=arrays.get("y_train"),
         x_test=arrays["x_test"].astype(np.float32),
         y_test=arrays.get("y_test"),
+        labels=labels,
     )
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import InputError
 
-DIGITS_VERSION = "v1"
+DIGITS_VERSION = "v2"
 
 
 def digits_arrays(seed: int = 0) -> dict[str, np.ndarray]:
@@ -31,7 +31,8 @@ def digits_arrays(seed: int = 0) -> dict[str, np.ndarray]:
     for c in np.unique(y):
         idx = np.flatnonzero(y == c)
         test[rng.choice(idx, size=round(0.3 * len(idx)), replace=False)] = True
-    return {"x_train": x[~test], "y_train": y[~test], "x_test": x[test], "y_test": y[test]}
+    return {"x_train": x[~test], "y_train": y[~test], "x_test": x[test], "y_test": y[test],
+            "labels": np.array([str(d) for d in range(10)])}
 
 
 def train_digits(out_dir: str | Path, epochs: int = 30, seed: int = 0) -> tuple[Path, Path]:

@@ -23,6 +23,7 @@ from .keras_io import LoadedModel, load_model
 from .optimize import OptimizedModel, OptimizeOptions, optimize
 from .outdir import OutputDir, write_bytes, write_text
 from .progress import Reporter
+from .project import FirmwareProject, relocate, self_test_vectors, write_project
 
 SCHEMA_VERSION = 1
 TFLITE_NAME = "model_int8.tflite"
@@ -38,6 +39,7 @@ class DeployOptions:
     calibration_samples: int = 200
     eval_limit: int | None = None
     psram: bool | None = None  # None: PSRAM only when the arena does not fit internal SRAM
+    self_test: int = 4  # test vectors the firmware checks at boot (taken from x_test when there is data)
     out: str | None = None
     force: bool = False
 
@@ -61,6 +63,7 @@ class DeployResult:
     model: ModelResult
     board: Board
     plan: BoardPlan
+    firmware: FirmwareProject | None
 
     @property
     def tflite_path(self) -> Path:
@@ -212,12 +215,34 @@ def deploy(model_path: str | Path, options: DeployOptions | None = None,
             plan = assess(result.graph, board, options.psram, options.board_files)
         report = {**_header(), "board": _board_json(board), **model_report(result), "memory": plan.to_json(),
                   "artifacts": {"tflite": TFLITE_NAME}}
+        firmware = None
+        if plan.fits:
+            with reporter.stage("generate"):
+                staging = outdir.path
+                firmware = _generate(result, plan, data, Path(model_path).stem, options, staging)
+            report["firmware"] = _firmware_json(firmware, staging)
         write_text(outdir.path / REPORT_NAME, json.dumps(report, indent=2) + "\n")
         path = outdir.publish()
+        if firmware is not None:
+            firmware = relocate(firmware, staging, path)
     if not plan.fits:
         # The output stays: its report says what does not fit and why; code generation does not run.
         reasons = [str(h) for h in plan.hazards] + [f"op {i} ({n}) has no TFLM kernel" for i, n in plan.unsupported_ops]
         reasons += list(plan.budget.problems) if plan.budget else []
         raise DoesNotFitError(f"{Path(model_path).name} does not fit {board.id}: {'; '.join(reasons)} "
                               f"(details and remedies in {path / REPORT_NAME})")
-    return DeployResult(path, report, result, board, plan)
+    return DeployResult(path, report, result, board, plan, firmware)
+
+
+def _generate(result: ModelResult, plan: BoardPlan, data: Dataset | None, name: str, options: DeployOptions,
+              out: Path) -> FirmwareProject:
+    x = data.x_test if data is not None else None
+    st = self_test_vectors(result.tflite, result.graph, options.self_test, x)
+    labels = list(data.labels) if data is not None and data.labels else None
+    return write_project(out / "firmware", result.graph, result.tflite, plan, name, labels, st)
+
+
+def _firmware_json(fw: FirmwareProject, root: Path) -> dict[str, Any]:
+    return {"platformio": str(fw.platformio.relative_to(root)) if fw.platformio else None,
+            "arduino": str(fw.arduino.relative_to(root)) if fw.arduino else None,
+            "files": len(fw.files)}
