@@ -123,3 +123,25 @@ def test_a_tflite_input_skips_optimize_and_convert(digits_ptq, digits_example, t
     assert result.report["optimize"]["method"].startswith("none")
     assert result.report["accuracy"]["int8"] == digits_ptq.report["accuracy"]["int8"]
     assert result.report["accuracy"]["float"] is None  # no Keras model to compare with
+
+
+def test_deploy_without_a_board_measures_on_the_simulated_board(digits_ptq):
+    device = digits_ptq.report["device"]
+    assert device["kind"] == "simulated" and "simulated" in device["label"]
+    assert device["bit_exact_share"] == 1.0 and device["max_lsb_diff"] == 0
+    assert device["samples"] == digits_ptq.report["accuracy"]["samples"]
+    assert device["accuracy"] == digits_ptq.report["accuracy"]["int8"]
+    lat = device["latency_us"]
+    assert 0 < lat["min"] <= lat["median"] <= lat["p90"] <= lat["max"]
+    assert device["profile"] is None and device["profile_note"]
+
+
+def test_deploy_generates_the_firmware_projects(digits_ptq):
+    fw = digits_ptq.report["firmware"]
+    assert (digits_ptq.out_dir / fw["platformio"] / "platformio.ini").is_file()
+    sketch = digits_ptq.out_dir / fw["arduino"]
+    assert (sketch / f"{sketch.name}.ino").is_file()
+    config = (digits_ptq.out_dir / fw["platformio"] / "src" / "tinyflow_config.h").read_text()
+    assert f"kTinyflowArenaBytes = {digits_ptq.report['memory']['arena']['firmware_bytes']};" in config
+    assert "kTinyflowSelfTestCount = 4;" in (digits_ptq.out_dir / fw["platformio"] / "src" / "model_data.h").read_text()
+    assert 'kTinyflowLabels[] = {' in config  # the digits example ships its class names

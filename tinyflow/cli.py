@@ -119,12 +119,15 @@ def cmd_deploy(a: argparse.Namespace) -> int:
         a.data = a.data or str(data)
     options = DeployOptions(board=a.board, board_files=tuple(a.board_file or ()), data=a.data,
                             optimize=_optimize_options(a), calibration_samples=a.calibration_samples,
-                            eval_limit=a.limit, psram=_psram_choice(a), out=a.out, force=a.force)
+                            eval_limit=a.limit, psram=_psram_choice(a), port=a.port, runs=a.runs, out=a.out,
+                            force=a.force)
     with RichReporter() as reporter:
         result = deploy(model, options, reporter)
     rows = [["board", f"{result.board.name} ({result.board.id})"], *_model_summary_rows(result.report)]
     out_console.print(table("tinyflow deploy", ["", ""], rows))
     print_board_plan(result.plan)
+    if result.measurement is not None:
+        print_measurement(result.measurement)
     if result.firmware is not None:
         for kind, path in (("PlatformIO project", result.firmware.platformio),
                            ("Arduino sketch", result.firmware.arduino)):
@@ -280,6 +283,89 @@ def cmd_generate(a: argparse.Namespace) -> int:
     return 0
 
 
+def print_measurement(m: Any) -> None:
+    from .display import out_console, table
+
+    j = m.to_json()
+    lat = j["latency_us"]
+    kind = "[yellow]SIMULATED[/yellow] — host timings on the tflite-micro interpreter, not a device" \
+        if m.kind == "simulated" else "[green]hardware[/green] — timed on the device"
+    rows = [["device", f"{j['board_id']} ({kind})"], ["runtime", j["runtime"]],
+            ["latency µs (min/median/p90/max)", f"{lat['min']:.0f} / {lat['median']:.0f} / {lat['p90']:.0f} / "
+                                                f"{lat['max']:.0f} over {j['runs']} runs (spread {lat['spread']:.0f})"]]
+    if j["cycles"]:
+        c = j["cycles"]
+        rows.append(["cycles (min/median/p90/max)", f"{c['min']:,.0f} / {c['median']:,.0f} / {c['p90']:,.0f} / "
+                                                   f"{c['max']:,.0f}"])
+    if j["samples"]:
+        rows += [["samples", f"{j['samples']} ({j['samples_per_s']} samples/s)"],
+                 ["bit-exact with the host TFLM", f"{100 * j['bit_exact_share']:.2f} % (max difference "
+                                                  f"{j['max_lsb_diff']} LSB)"]]
+        if j["accuracy"] is not None:
+            rows.append(["accuracy on the device", f"{100 * j['accuracy']:.2f} %"])
+    rows.append(["self-test at boot", f"{j['self_test']['passed']} of {j['self_test']['total']}"])
+    if j["resets"] or j["retries"]:
+        rows.append(["link", f"{j['resets']} resets, {j['retries']} retried requests (nothing counted twice)"])
+    out_console.print(table("tinyflow measure", ["", ""], rows))
+    if m.profile:
+        prow = [[str(p.index), p.op, f"{p.macs:,}", f"{p.us:,.1f}",
+                 "–" if p.macs_per_cycle is None else f"{p.macs_per_cycle:.2f}"] for p in m.profile]
+        out_console.print(table("per-op time on the device", ["#", "op", "MACs", "µs", "MACs/cycle"], prow, left=2))
+    elif j["profile_note"]:
+        out_console.print(f"[dim]per-op profile: {j['profile_note']}[/dim]")
+
+
+def cmd_measure(a: argparse.Namespace) -> int:
+    from .boards import find_board
+    from .dataset import load_dataset
+    from .display import RichReporter, err_console
+    from .graph import read_graph
+    from .harness import measure_on
+    from .keras_io import read_tflite
+
+    tflite = read_tflite(a.model)
+    graph = read_graph(tflite, a.model)
+    board = find_board(a.board, tuple(a.board_file or ()))
+    data = load_dataset(a.data) if a.data else None
+    port = None if a.port in (None, "sim") else a.port
+    if port is None:
+        err_console.print("[yellow]no --port: measuring on the SIMULATED board (host timings)[/yellow]")
+    with RichReporter() as reporter:
+        m = measure_on(port, a.model, graph, tflite, board, data, a.runs, a.warmup, a.limit, None,
+                       reporter.progress, (lambda line: reporter.note(f"device: {line}")) if a.verbose else None,
+                       a.timeout)
+    if a.json:
+        print(json.dumps(m.to_json(), indent=2))
+    else:
+        print_measurement(m)
+    return 0
+
+
+def cmd_flash(a: argparse.Namespace) -> int:
+    from .boards import find_board
+    from .display import out_console
+    from .flash import flash
+    from .ports import find_port
+
+    board = find_board(a.board, tuple(a.board_file or ()))
+    port = find_port(board) if a.port == "auto" else a.port
+    result = flash(a.target, port, board, a.timeout)
+    h = result.hello
+    out_console.print(f"flashed with {result.tool} on {port}; the board answers: model {h.model_sha256[:12]}…, "
+                      f"arena {h.arena_used_bytes:,} of {h.arena_bytes:,} bytes used, self-test "
+                      f"{h.self_test_passed}/{h.self_test_total}")
+    return 0
+
+
+def cmd_simulate(a: argparse.Namespace) -> int:
+    from .keras_io import read_tflite
+    from .simulator import serve
+
+    read_tflite(a.model)  # a bad file is a one-line error here, not a crash in the server
+    serve(a.model, a.arena, use_c=not a.python_server)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinyflow", description="Take a Keras model to a microcontroller and "
                                      "prove it works there.")
@@ -324,6 +410,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", metavar="FILE", help="class labels, one per line")
     p.add_argument("--force", action="store_true", help="replace an output directory tinyflow did not write")
 
+    p = command("flash", cmd_flash, "build and upload the firmware (PlatformIO project or .bin image), then "
+                                    "wait for the board's HELLO")
+    p.add_argument("target", help="the folder `tinyflow generate`/`deploy` wrote, or a merged .bin image")
+    p.add_argument("--port", required=True, help="serial port path, or auto (find the board by its USB id)")
+    p.add_argument("--board", default="esp32s3", help="board id or alias")
+    p.add_argument("--board-file", action="append", metavar="PATH", help="load an extra board file")
+    p.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for the HELLO after flashing")
+
+    p = command("measure", cmd_measure, "latency, per-op time and accuracy on the device (no --port: the "
+                                        "simulated board)")
+    p.add_argument("model", help="the .tflite the device runs")
+    p.add_argument("--port", help="serial port path, auto (find by USB id), or sim (default)")
+    p.add_argument("--board", default="esp32s3", help="board id or alias (for auto and the baud rate)")
+    p.add_argument("--board-file", action="append", metavar="PATH", help="load an extra board file")
+    p.add_argument("--data", metavar="DATA.npz", help="stream x_test through the device and compare")
+    p.add_argument("--runs", type=_positive_int, default=50, help="timed runs for the latency (default 50)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N test samples")
+    p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for an answer before retrying")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the device's log lines")
+
+    p = command("simulate", cmd_simulate, "serve tinyflow's protocol for a model on a pseudo-terminal (the "
+                                          "simulated board); prints the port, runs until stopped")
+    p.add_argument("model", help="a .tflite file")
+    p.add_argument("--arena", type=int, help="arena bytes (default: the planned minimum)")
+    p.add_argument("--python-server", action="store_true", help="use the Python protocol server, not the C one")
+
     p = command("optimize", cmd_optimize, "prune and/or quantize a Keras model to an int8 .tflite, and evaluate it")
     p.add_argument("model", help=".keras, .h5 or SavedModel directory")
     p.add_argument("--data", required=True, metavar="DATA.npz", help="x_train, y_train, x_test, y_test")
@@ -340,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--psram", action="store_true", help="put the arena in PSRAM")
     g.add_argument("--no-psram", action="store_true", help="never put the arena in PSRAM")
+    p.add_argument("--port", help="flash and measure the board on this serial port (auto: find it by USB id); "
+                                  "without it, measure on the simulated board")
+    p.add_argument("--runs", type=_positive_int, default=50, help="timed runs for the latency (default 50)")
     p.add_argument("--out", metavar="DIR", help="output directory (default build/<model>)")
     p.add_argument("--force", action="store_true", help="replace an output directory tinyflow did not write")
     _optimize_args(p)

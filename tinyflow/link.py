@@ -81,10 +81,15 @@ class Link:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
+            # Block for the first byte only, then take whatever else has arrived: reading a fixed large
+            # count would wait out the whole timeout on every response.
             self.port.timeout = min(left, 0.05)
-            data = self.port.read(65536)
+            data = self.port.read(1)
             if not data:
                 continue
+            waiting = getattr(self.port, "in_waiting", 0)
+            if waiting:
+                data += self.port.read(waiting)
             for item in self._decoder.feed(data):
                 if isinstance(item, Frame):
                     yield item

@@ -19,6 +19,7 @@ from .dataset import Dataset, check_matches_input, load_dataset
 from .errors import DoesNotFitError, InputError
 from .evaluate import HostEvaluation, evaluate
 from .graph import ModelGraph, read_graph
+from .harness import Measurement, measure_on
 from .keras_io import LoadedModel, load_model
 from .optimize import OptimizedModel, OptimizeOptions, optimize
 from .outdir import OutputDir, write_bytes, write_text
@@ -40,6 +41,8 @@ class DeployOptions:
     eval_limit: int | None = None
     psram: bool | None = None  # None: PSRAM only when the arena does not fit internal SRAM
     self_test: int = 4  # test vectors the firmware checks at boot (taken from x_test when there is data)
+    port: str | None = None  # a board's serial port ("auto": find it by USB id); None: the simulated board
+    runs: int = 50  # timed BENCH runs
     out: str | None = None
     force: bool = False
 
@@ -64,6 +67,7 @@ class DeployResult:
     board: Board
     plan: BoardPlan
     firmware: FirmwareProject | None
+    measurement: Measurement | None
 
     @property
     def tflite_path(self) -> Path:
@@ -215,12 +219,15 @@ def deploy(model_path: str | Path, options: DeployOptions | None = None,
             plan = assess(result.graph, board, options.psram, options.board_files)
         report = {**_header(), "board": _board_json(board), **model_report(result), "memory": plan.to_json(),
                   "artifacts": {"tflite": TFLITE_NAME}}
-        firmware = None
+        firmware = measurement = None
         if plan.fits:
             with reporter.stage("generate"):
                 staging = outdir.path
                 firmware = _generate(result, plan, data, Path(model_path).stem, options, staging)
             report["firmware"] = _firmware_json(firmware, staging)
+            measurement = _flash_and_measure(result, board, firmware, data, options, outdir.path / TFLITE_NAME,
+                                             reporter)
+            report["device"] = measurement.to_json()
         write_text(outdir.path / REPORT_NAME, json.dumps(report, indent=2) + "\n")
         path = outdir.publish()
         if firmware is not None:
@@ -231,7 +238,30 @@ def deploy(model_path: str | Path, options: DeployOptions | None = None,
         reasons += list(plan.budget.problems) if plan.budget else []
         raise DoesNotFitError(f"{Path(model_path).name} does not fit {board.id}: {'; '.join(reasons)} "
                               f"(details and remedies in {path / REPORT_NAME})")
-    return DeployResult(path, report, result, board, plan, firmware)
+    return DeployResult(path, report, result, board, plan, firmware, measurement)
+
+
+def _flash_and_measure(result: ModelResult, board: Board, firmware: FirmwareProject, data: Dataset | None,
+                       options: DeployOptions, tflite_path: Path, reporter: Reporter) -> Measurement:
+    from .flash import flash
+    from .ports import find_port
+
+    port = options.port
+    if port is not None:
+        if port == "auto":
+            port = find_port(board)
+        if firmware.platformio is None:
+            raise InputError(f"{board.id} has no PlatformIO project to flash; flash the Arduino sketch yourself and "
+                             "run `tinyflow measure --port PORT`")
+        with reporter.stage(f"flash ({port})"):
+            flash(firmware.platformio, port, board)
+    else:
+        reporter.note("no --port: measuring on the SIMULATED board (host timings, labelled simulated)")
+    # The host evaluation ran x_test[:eval_limit] on TFLM already: its outputs are the reference.
+    host = result.evaluation.int8_outputs if result.evaluation is not None else None
+    with reporter.stage("measure" + (" (simulated)" if port is None else "")):
+        return measure_on(port, tflite_path, result.graph, result.tflite, board, data, options.runs,
+                          limit=options.eval_limit, host_outputs=host, progress=reporter.progress)
 
 
 def _generate(result: ModelResult, plan: BoardPlan, data: Dataset | None, name: str, options: DeployOptions,

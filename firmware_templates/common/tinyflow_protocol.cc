@@ -106,9 +106,13 @@ void handle_bench(tf_server_t* s, uint16_t seq, const uint8_t* payload, size_t l
 void handle_profile(tf_server_t* s, uint16_t seq) {
   uint8_t* out = s->body + kHeader;
   uint32_t tick_hz = 0;
-  const uint16_t count = s->dev->profile_count ? s->dev->profile_count(s->dev->ctx, &tick_hz) : 0;
+  if (!s->dev->profile_count || !s->dev->profile_ticks) {
+    send_error(s, seq, TF_ERR_NO_PROFILE, "this device has no per-op profiler");
+    return;
+  }
+  const uint16_t count = s->dev->profile_count(s->dev->ctx, &tick_hz);
   if (count == 0 || 7 + 4u * count > payload_room(s)) {
-    send_error(s, seq, TF_ERR_NO_PROFILE, "no profile: run INFER first");
+    send_error(s, seq, TF_ERR_NO_PROFILE, "no profile yet: run INFER first");
     return;
   }
   for (uint16_t i = 0; i < count; ++i) put_u32(out + 7 + 4u * i, s->dev->profile_ticks(s->dev->ctx, i));

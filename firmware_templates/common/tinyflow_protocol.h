@@ -10,6 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {  // a plain C API: the simulated board calls it through ctypes
+#endif
+
 #define TF_PROTOCOL_VERSION 1
 
 enum {
@@ -48,6 +52,7 @@ typedef struct tf_device {
   int (*infer)(void* ctx, const uint8_t* input, size_t input_len, uint8_t* output, size_t output_cap,
                size_t* output_len, uint32_t* micros, uint32_t* cycles);
   // How many ops the last inference profiled (0: none yet), and what a tick is (ticks per second).
+  // Both profile callbacks may be NULL: the device then answers PROFILE with an error.
   uint16_t (*profile_count)(void* ctx, uint32_t* tick_hz);
   // Ticks op `op` took in the last inference.
   uint32_t (*profile_ticks)(void* ctx, uint16_t op);
@@ -116,5 +121,9 @@ void tf_server_init(tf_server_t* s, const tf_device_t* dev, uint8_t* rx, size_t 
 void tf_server_feed(tf_server_t* s, const uint8_t* data, size_t len);
 // Send a HELLO on the device's own initiative (at boot, with seq 0).
 void tf_server_announce(tf_server_t* s);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif  // TINYFLOW_PROTOCOL_H_

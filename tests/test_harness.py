@@ -1,0 +1,145 @@
+"""The harness against the simulated board over real ptys, clean and through a fault-injecting proxy."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.fault_proxy import FaultProxy, Faults
+from tinyflow.boards import find_board
+from tinyflow.cli import main
+from tinyflow.dataset import load_dataset
+from tinyflow.errors import DeviceError
+from tinyflow.graph import read_graph
+from tinyflow.harness import measure
+from tinyflow.link import Link
+from tinyflow.ports import open_port
+from tinyflow.simulator import SimProcess
+
+SAMPLES = 30
+
+
+@pytest.fixture(scope="module")
+def model(corpus_model, tmp_path_factory):
+    data = corpus_model("cnn_pool")
+    d = tmp_path_factory.mktemp("harness")
+    path = d / "cnn_pool.tflite"
+    path.write_bytes(data)
+    rng = np.random.default_rng(0)
+    npz = d / "data.npz"
+    np.savez(npz, x_train=rng.normal(size=(8, 28, 28, 1)).astype("float32"), y_train=rng.integers(0, 10, 8),
+             x_test=rng.normal(size=(SAMPLES, 28, 28, 1)).astype("float32"), y_test=rng.integers(0, 10, SAMPLES))
+    return path, data, read_graph(data), load_dataset(npz), npz
+
+
+def _measure(port_path, model, timeout_s=0.5, **kw):
+    _, data, graph, ds, _ = model
+    port = open_port(port_path, find_board("sim"))
+    try:
+        link = Link(port, timeout_s=timeout_s, retries=4, bytes_per_s=1e6)
+        link.wait_hello(10)
+        return measure(link, graph, data, ds, runs=10, warmup=2, **kw)
+    finally:
+        port.close()
+
+
+@pytest.fixture(scope="module")
+def clean(model):
+    with SimProcess(model[0]) as sim:
+        return _measure(sim.port, model)
+
+
+def _same_results(a, b):
+    assert (a.samples, a.accuracy, a.bit_exact_share, a.max_lsb_diff) == (b.samples, b.accuracy,
+                                                                         b.bit_exact_share, b.max_lsb_diff)
+
+
+def test_a_clean_run_on_the_simulated_board(clean):
+    assert clean.kind == "simulated" and clean.hello.simulated
+    assert "simulated" in clean.label and "host" in clean.label
+    assert clean.samples == SAMPLES and clean.bit_exact_share == 1.0 and clean.max_lsb_diff == 0
+    assert clean.latency_us.min > 0 and clean.latency_us.min <= clean.latency_us.median <= clean.latency_us.max
+    assert clean.runs == 10 and clean.cycles is None
+    assert clean.profile is None and "no per-op profiler" in clean.profile_note
+    assert clean.resets == 0 and clean.retries == 0
+    j = clean.to_json()
+    assert j["kind"] == "simulated" and set(j["latency_us"]) >= {"min", "median", "p90", "max"}
+
+
+def test_the_python_server_gives_the_same_answers(model, clean):
+    with SimProcess(model[0], python_server=True) as sim:
+        _same_results(_measure(sim.port, model), clean)
+
+
+@pytest.mark.parametrize("faults, counter", [
+    (Faults(garbage_every=3, seed=1), "garbage"),
+    (Faults(drop_request_bytes=3, seed=2), "drop-request"),
+    (Faults(drop_response_bytes=3, seed=3), "drop-response"),
+    (Faults(flip_response_bits=3, seed=4), "flip"),
+    (Faults(delay_once_s=0.9, seed=5), "delay"),
+])
+def test_faults_on_the_line_do_not_change_the_results(model, clean, faults, counter):
+    with SimProcess(model[0]) as sim, FaultProxy(sim.port, faults) as proxy:
+        m = _measure(proxy.path, model)
+    assert faults.counts.get(counter, 0) > 0, "the fault never happened"
+    _same_results(m, clean)
+    if counter != "garbage":
+        assert m.retries > 0  # the harness noticed and asked again; the device answered from its cache
+
+
+def test_a_board_reset_mid_run_is_resynchronised_without_losing_or_double_counting(model, clean):
+    with SimProcess(model[0]) as sim:
+        faults = Faults(reset_after_chunks=12)
+        with FaultProxy(sim.port, faults, reset=sim.reset) as proxy:
+            m = _measure(proxy.path, model)
+    assert faults.counts.get("reset") == 1 and m.resets >= 1
+    _same_results(m, clean)
+
+
+def test_a_dead_link_is_a_clear_error_not_a_hang(model):
+    start = time.monotonic()
+    with SimProcess(model[0]) as sim, FaultProxy(sim.port, Faults(dead_after_chunks=8)) as proxy, \
+            pytest.raises(DeviceError, match="link is gone"):
+        _measure(proxy.path, model, timeout_s=0.3)
+    assert time.monotonic() - start < 30
+
+
+def test_a_stale_firmware_is_refused(model, corpus_model, tmp_path):
+    other = tmp_path / "mlp.tflite"
+    other.write_bytes(corpus_model("mlp"))
+    with SimProcess(other) as sim, pytest.raises(DeviceError, match="another model"):
+        _measure(sim.port, model)
+
+
+def test_measure_command_through_the_faulty_line_matches_a_clean_run(model, capsys):
+    path, _, _, _, npz = model
+    args = ["measure", str(path), "--data", str(npz), "--runs", "5", "--json", "--timeout", "0.5"]
+    assert main(args) == 0
+    clean = json.loads(capsys.readouterr().out)
+    with SimProcess(path) as sim, FaultProxy(sim.port, Faults(garbage_every=2, flip_response_bits=2,
+                                                               drop_request_bytes=2, seed=9)) as proxy:
+        assert main([*args, "--port", proxy.path, "--board", "sim"]) == 0
+    faulty = json.loads(capsys.readouterr().out)
+    for key in ("samples", "accuracy", "bit_exact_share", "max_lsb_diff", "kind"):
+        assert faulty[key] == clean[key]
+    assert clean["kind"] == "simulated"
+
+
+def test_simulate_command_serves_the_model(model):
+    path = model[0]
+    proc = subprocess.Popen([sys.executable, "-m", "tinyflow", "simulate", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        port_path = proc.stdout.readline().strip()
+        port = open_port(port_path, find_board("sim"))
+        hello = Link(port, bytes_per_s=1e6).wait_hello(10)
+        port.close()
+        assert hello.simulated and hello.model_sha256 == model[2].sha256 and hello.board_id == "sim"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
