@@ -107,9 +107,17 @@ def cmd_optimize(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(a: argparse.Namespace) -> int:
+    # Post-training quantization only: the optimize stage with nothing to fine-tune.
+    a.prune, a.structured_2_4, a.qat, a.epochs = None, False, False, None
+    return cmd_optimize(a)
+
+
 def cmd_deploy(a: argparse.Namespace) -> int:
     from .display import RichReporter, out_console, table
+    from .errors import DoesNotFitError
     from .pipeline import DeployOptions, deploy
+    from .report import summary_rows
 
     model = a.model
     if model is None:
@@ -121,19 +129,24 @@ def cmd_deploy(a: argparse.Namespace) -> int:
                             optimize=_optimize_options(a), calibration_samples=a.calibration_samples,
                             eval_limit=a.limit, psram=_psram_choice(a), port=a.port, runs=a.runs, out=a.out,
                             force=a.force)
-    with RichReporter() as reporter:
-        result = deploy(model, options, reporter)
-    rows = [["board", f"{result.board.name} ({result.board.id})"], *_model_summary_rows(result.report)]
-    out_console.print(table("tinyflow deploy", ["", ""], rows))
-    print_board_plan(result.plan)
-    if result.measurement is not None:
-        print_measurement(result.measurement)
-    if result.firmware is not None:
-        for kind, path in (("PlatformIO project", result.firmware.platformio),
-                           ("Arduino sketch", result.firmware.arduino)):
-            if path is not None:
-                out_console.print(f"{kind}: {path}")
-    out_console.print(f"wrote {result.out_dir}")
+    try:
+        with RichReporter() as reporter:
+            result = deploy(model, options, reporter)
+    except DoesNotFitError:
+        out_console.print("[red]does not fit:[/red] the output folder's report.html says why and what to do")
+        raise
+    out_console.print(table(f"tinyflow deploy: {Path(model).name}", ["", ""], [list(r) for r in
+                                                                             summary_rows(result.report)]))
+    for note in result.report["memory"]["notes"]:
+        out_console.print(f"[dim]note:[/dim] {note}")
+    if result.measurement is not None and result.measurement.kind == "simulated":
+        out_console.print("[yellow]no board was attached: 'device' figures come from tinyflow's SIMULATED board "
+                          "(host timings); pass --port to measure a real one[/yellow]")
+    fw = result.report.get("firmware") or {}
+    for kind, rel in (("PlatformIO project", fw.get("platformio")), ("Arduino sketch", fw.get("arduino"))):
+        if rel:
+            out_console.print(f"{kind}: {result.out_dir / rel}")
+    out_console.print(f"report: {result.out_dir / 'report.html'}")
     return 0
 
 
@@ -437,6 +450,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="a .tflite file")
     p.add_argument("--arena", type=int, help="arena bytes (default: the planned minimum)")
     p.add_argument("--python-server", action="store_true", help="use the Python protocol server, not the C one")
+
+    p = command("convert", cmd_convert, "convert a Keras model to a full-integer int8 .tflite (post-training "
+                                        "quantization) and evaluate it on the host TFLM")
+    p.add_argument("model", help=".keras, .h5 or SavedModel directory")
+    p.add_argument("--data", required=True, metavar="DATA.npz", help="x_train calibrates; x_test, y_test evaluate")
+    p.add_argument("--out", metavar="DIR", help="output directory (default build/<model>)")
+    p.add_argument("--force", action="store_true", help="replace an output directory tinyflow did not write")
+    p.add_argument("--calibration-samples", type=_positive_int, default=200,
+                   help="training samples used to calibrate int8 ranges (default 200)")
 
     p = command("optimize", cmd_optimize, "prune and/or quantize a Keras model to an int8 .tflite, and evaluate it")
     p.add_argument("model", help=".keras, .h5 or SavedModel directory")

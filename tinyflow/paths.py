@@ -22,3 +22,7 @@ def boards_dir() -> Path:
 
 def templates_dir() -> Path:
     return _data_dir("firmware_templates")
+
+
+def report_templates_dir() -> Path:
+    return _data_dir("report_templates")
