@@ -113,6 +113,16 @@ def cmd_convert(a: argparse.Namespace) -> int:
     return cmd_optimize(a)
 
 
+def cmd_example(a: argparse.Namespace) -> int:
+    from .display import RichReporter, out_console
+    from .examples import EXAMPLES
+
+    with RichReporter() as reporter, reporter.stage(f"train the {a.name} example"):
+        model, data = EXAMPLES[a.name](a.out or f"examples/{a.name}")
+    out_console.print(f"model: {model}\ndata:  {data}\nnext:  tinyflow deploy {model} --data {data} --board esp32s3")
+    return 0
+
+
 def cmd_deploy(a: argparse.Namespace) -> int:
     from .display import RichReporter, out_console, table
     from .errors import DoesNotFitError
@@ -466,6 +476,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="output directory (default build/<model>)")
     p.add_argument("--force", action="store_true", help="replace an output directory tinyflow did not write")
     _optimize_args(p)
+
+    p = command("example", cmd_example, "train a bundled example (data from scikit-learn or generated; nothing is "
+                                        "downloaded) and save its .keras model and DATA.npz")
+    p.add_argument("name", choices=["digits", "signals", "anomaly"])
+    p.add_argument("--out", metavar="DIR", help="where to save (default examples/NAME)")
 
     p = command("deploy", cmd_deploy, "run the whole pipeline for a board (no model: the bundled digits example)")
     p.add_argument("model", nargs="?", help=".keras, .h5, SavedModel directory or .tflite")

@@ -21,6 +21,7 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray | None
     labels: tuple[str, ...] | None = None  # class names, from an optional "labels" array
+    anomaly: np.ndarray | None = None  # 1 marks an anomalous x_test sample (autoencoders: AUC of the error)
 
     @property
     def has_labels(self) -> bool:
@@ -92,6 +93,12 @@ def load_dataset(path: str | Path) -> Dataset:
             raise InputError(f"{path}: labels must be a 1-D array of class names (strings)")
         labels = tuple(str(v) for v in raw)
 
+    anomaly = None
+    if "anomaly" in arrays:
+        anomaly = arrays["anomaly"].reshape(-1)
+        if len(anomaly) != len(arrays["x_test"]) or not np.all(np.isin(anomaly, (0, 1))):
+            raise InputError(f"{path}: anomaly must hold one 0/1 flag per x_test sample")
+
     return Dataset(
         source=path,
         x_train=arrays["x_train"].astype(np.float32),
@@ -99,6 +106,7 @@ def load_dataset(path: str | Path) -> Dataset:
         x_test=arrays["x_test"].astype(np.float32),
         y_test=arrays.get("y_test"),
         labels=labels,
+        anomaly=anomaly,
     )
 
 

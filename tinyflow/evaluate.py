@@ -23,10 +23,26 @@ class HostEvaluation:
     agreement: float | None  # share of samples whose int8 top-1 equals the float top-1
     float_mse: float | None  # regression: against y_test
     int8_mse: float | None
+    float_auc: float | None  # with anomaly flags: ROC AUC of the per-sample reconstruction error
+    int8_auc: float | None
     output_rmse: float  # float vs dequantized int8 outputs: how far quantization moved them
     runtime: str
     int8_outputs: np.ndarray  # raw integer outputs of output 0, one row per sample (the host reference)
     x_test_quantized: np.ndarray
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
+    """Area under the ROC curve (Mann-Whitney: the chance a positive scores above a negative; ties count half)."""
+    pos, neg = scores[positive == 1], scores[positive == 0]
+    if len(pos) == 0 or len(neg) == 0:
+        return None
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (len(pos) * len(neg)))
+
+
+def sample_errors(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    n = len(target)
+    return np.mean((pred.reshape(n, -1).astype(np.float64) - target.reshape(n, -1)) ** 2, axis=1)
 
 
 def _top1(y: np.ndarray) -> np.ndarray:
@@ -65,6 +81,11 @@ def evaluate(graph: ModelGraph, tflite: bytes, data: Dataset, float_model: Any |
             return None
         return float(np.mean((pred.reshape(y.shape) - y) ** 2))
 
+    def auc(pred: np.ndarray | None) -> float | None:
+        if pred is None or task != "regression" or data.anomaly is None:
+            return None
+        return roc_auc(sample_errors(pred, y), data.anomaly[:n])
+
     classes = int(np.prod(out.shape[1:])) > 1
     agreement = float(np.mean(_top1(y8) == _top1(yf))) if yf is not None and classes and task != "regression" \
         else None
@@ -78,6 +99,8 @@ def evaluate(graph: ModelGraph, tflite: bytes, data: Dataset, float_model: Any |
         agreement=agreement,
         float_mse=mse(yf),
         int8_mse=mse(y8),
+        float_auc=auc(yf),
+        int8_auc=auc(y8),
         output_rmse=rmse,
         runtime=f"tflite-micro {tflm_version()} (host, reference kernels)",
         int8_outputs=raw,

@@ -17,6 +17,7 @@ import numpy as np
 from .boards import Board
 from .dataset import Dataset, class_ids
 from .errors import DeviceError
+from .evaluate import roc_auc, sample_errors
 from .graph import ModelGraph
 from .link import DeviceReset, Link
 from .protocol import PROTOCOL_VERSION, Hello
@@ -67,6 +68,8 @@ class Measurement:
     profile_note: str | None
     samples: int
     accuracy: float | None
+    mse: float | None  # regression / autoencoders: against y_test
+    auc: float | None  # with anomaly flags
     bit_exact_share: float | None
     max_lsb_diff: int | None
     resets: int
@@ -99,6 +102,8 @@ class Measurement:
             "profile_note": self.profile_note,
             "samples": self.samples,
             "accuracy": None if self.accuracy is None else round(self.accuracy, 4),
+            "mse": None if self.mse is None else round(self.mse, 6),
+            "auc": None if self.auc is None else round(self.auc, 4),
             "bit_exact_share": None if self.bit_exact_share is None else round(self.bit_exact_share, 4),
             "max_lsb_diff": self.max_lsb_diff,
             "resets": self.resets,
@@ -157,7 +162,7 @@ def measure(link: Link, graph: ModelGraph, tflite: bytes, data: Dataset | None =
         raise DeviceError("measuring accuracy needs a single-input model")
     retries_before = link.retried
 
-    accuracy = bit_exact = max_lsb = rate = None
+    accuracy = mse = auc = bit_exact = max_lsb = rate = None
     n = 0
     first_input = bytes(sum(t.bytes for t in in_t))
     if data is not None:
@@ -184,6 +189,10 @@ def measure(link: Link, graph: ModelGraph, tflite: bytes, data: Dataset | None =
         if data.y_test is not None and data.is_classification:
             pred = np.argmax(dequantize(device, o).reshape(n, -1), axis=1)
             accuracy = float(np.mean(pred == class_ids(data.y_test[:n])))
+        elif data.y_test is not None:
+            errors = sample_errors(dequantize(device, o), data.y_test[:n])
+            mse = float(np.mean(errors))
+            auc = roc_auc(errors, data.anomaly[:n]) if data.anomaly is not None else None
 
     first = session.call(lambda: link.infer(first_input))
     budget_s = 2.0 + 3 * (warmup + runs) * max(first.latency_us, 1) / 1e6
@@ -211,7 +220,7 @@ def measure(link: Link, graph: ModelGraph, tflite: bytes, data: Dataset | None =
             raise
         note = ("the simulated board has no per-op profiler (the tflite-micro Python interpreter does not time "
                 "ops)" if hello.simulated else str(e))
-    return Measurement(kind, hello, latency, cycles, runs, profile, note, n, accuracy, bit_exact, max_lsb,
+    return Measurement(kind, hello, latency, cycles, runs, profile, note, n, accuracy, mse, auc, bit_exact, max_lsb,
                        session.resets, link.retried - retries_before, rate)
 
 

@@ -119,6 +119,8 @@ def model_report(result: ModelResult) -> dict[str, Any]:
             "agreement": _round(ev.agreement),
             "float_mse": _round(ev.float_mse, 6),
             "int8_mse": _round(ev.int8_mse, 6),
+            "float_auc": _round(ev.float_auc),
+            "int8_auc": _round(ev.int8_auc),
             "output_rmse": _round(ev.output_rmse, 6),
             "int8_runtime": ev.runtime,
         }

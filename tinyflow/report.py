@@ -36,7 +36,14 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("accuracy float → int8 → device",
                      f"{_pct(acc['float'])} → {_pct(acc['int8'])} → {device_acc}"))
     elif acc.get("task") == "regression":
-        rows.append(("MSE float → int8", f"{acc['float_mse']:.6g} → {acc['int8_mse']:.6g}"))
+        device_mse = f" → {dev['mse']:.6g}" + (" (simulated)" if dev["kind"] == "simulated" else "") \
+            if dev and dev.get("mse") is not None else ""
+        rows.append(("MSE float → int8" + (" → device" if device_mse else ""),
+                     f"{acc['float_mse']:.6g} → {acc['int8_mse']:.6g}{device_mse}"))
+        if acc.get("float_auc") is not None:
+            device_auc = f" → {dev['auc']:.4f}" if dev and dev.get("auc") is not None else ""
+            rows.append(("anomaly AUC float → int8" + (" → device" if device_auc else ""),
+                         f"{acc['float_auc']:.4f} → {acc['int8_auc']:.4f}{device_auc}"))
     rows.append(("size", f"{_kib(m['float_params_bytes'])} float params → {_kib(m['tflite_bytes'])} int8 .tflite"))
     arena, flash = mem.get("arena"), mem.get("flash")
     if arena:
