@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .boards import Board, all_boards
 from .budget import Budget, check
 from .errors import InputError
-from .graph import ModelGraph
+from .graph import ModelGraph, read_graph
 from .hazards import Hazard, find_hazards
 from .kernel_libraries import library_label
 from .latency import LatencyEstimate, estimate
+from .placement import OfflinePlan
 from .planner import MemoryPlan, plan_graph
 
 
@@ -26,6 +27,10 @@ class BoardPlan:
     latency: LatencyEstimate | None
     kernels: str
     warnings: tuple[str, ...]
+    # With an offline plan: the model rewritten to carry it, TFLM's own plan of the original, the plan found.
+    tflite: bytes | None = None
+    greedy_memory: MemoryPlan | None = None
+    offline: OfflinePlan | None = None
 
     @property
     def fits(self) -> bool:
@@ -45,6 +50,18 @@ class BoardPlan:
             "fits": self.fits,
             "arena": None if m is None else {
                 "min_bytes": m.min_arena_bytes,
+                "greedy_min_bytes": (self.greedy_memory or m).min_arena_bytes,
+                "greedy_head_bytes": (self.greedy_memory or m).head_bytes,
+                "offline_plan": None if self.offline is None else {
+                    "strategy": self.offline.strategy,
+                    "head_bytes": self.offline.head_bytes,
+                    "greedy_head_bytes": self.offline.greedy_head_bytes,
+                    "lower_bound_bytes": self.offline.lower_bound_bytes,
+                    "optimal": self.offline.optimal,
+                    "aliased_reshapes": self.offline.aliased_reshapes,
+                    "saving_bytes": self.offline.saving_bytes,
+                    "search_seconds": round(self.offline.seconds, 3),
+                },
                 "firmware_bytes": b.arena_bytes,
                 "margin_bytes": self.board.arena_margin_bytes,
                 "head_bytes": m.head_bytes,
@@ -99,9 +116,27 @@ def _boards_that_fit(graph: ModelGraph, current: Board, extra: tuple[str, ...]) 
     return f"boards it fits: {', '.join(fitting)}" if fitting else ""
 
 
-def assess(graph: ModelGraph, board: Board, psram: bool | None = None,
-           board_files: tuple[str, ...] = ()) -> BoardPlan:
+def assess(graph: ModelGraph, board: Board, psram: bool | None = None, board_files: tuple[str, ...] = (),
+           tflite: bytes | None = None, offline: bool = False) -> BoardPlan:
+    """``offline``: also search an offline memory plan (needs ``tflite``); when it beats TFLM's greedy plan,
+    the result describes the rewritten model (``BoardPlan.tflite``) and keeps TFLM's figure beside it."""
     _check_shapes(graph)
+    greedy_memory = plan = None
+    if offline and tflite is not None and not graph.unsupported_ops:
+        from .placement import optimize, write_offline_plan
+
+        plan = optimize(graph, board.pointer_bytes, board.kernel_library, board.mcu)
+        if plan is not None:
+            greedy_memory = plan_graph(graph, board.pointer_bytes, board.kernel_library, board.mcu)
+            tflite = write_offline_plan(tflite, graph, plan)
+            graph = read_graph(tflite, "the model with its offline plan")
+    bp = _assess(graph, board, psram, board_files)
+    if plan is None:
+        return bp
+    return replace(bp, tflite=tflite, greedy_memory=greedy_memory, offline=plan)
+
+
+def _assess(graph: ModelGraph, board: Board, psram: bool | None, board_files: tuple[str, ...]) -> BoardPlan:
     warnings = []
     if not graph.is_quantized:
         warnings.append("the model is not fully int8: TFLM runs it with float reference kernels (ESP-NN and "

@@ -137,8 +137,8 @@ def cmd_deploy(a: argparse.Namespace) -> int:
         a.data = a.data or str(data)
     options = DeployOptions(board=a.board, board_files=tuple(a.board_file or ()), data=a.data,
                             optimize=_optimize_options(a), calibration_samples=a.calibration_samples,
-                            eval_limit=a.limit, psram=_psram_choice(a), port=a.port, runs=a.runs, out=a.out,
-                            force=a.force)
+                            eval_limit=a.limit, psram=_psram_choice(a), port=a.port, runs=a.runs,
+                            offline_plan=not a.no_offline_plan, out=a.out, force=a.force)
     try:
         with RichReporter() as reporter:
             result = deploy(model, options, reporter)
@@ -228,6 +228,14 @@ def print_board_plan(bp: Any) -> None:
         rows += [
             ["arena (smallest that builds)", f"{a['min_bytes']:,} B: planned head {a['head_bytes']:,} B, persistent "
                                              f"tail {a['tail_bytes']:,} B; set by {a['binding']}"],
+        ]
+        if a["offline_plan"]:
+            o = a["offline_plan"]
+            rows.append(["offline memory plan",
+                         f"head {o['head_bytes']:,} B instead of TFLM's {o['greedy_head_bytes']:,} B (arena "
+                         f"{a['greedy_min_bytes']:,} B → {a['min_bytes']:,} B; {o['strategy']}"
+                         f"{'; optimal' if o['optimal'] else ''})"])
+        rows += [
             ["arena in firmware", f"{a['firmware_bytes']:,} B in {(a['region'] or 'nowhere').upper()} "
                                   f"(limit {size(a['limit_bytes'])})"],
             ["activations at best", f"{a['lower_bound_bytes']:,} B live at the peak (greedy plan: "
@@ -257,10 +265,19 @@ def print_board_plan(bp: Any) -> None:
 def cmd_plan(a: argparse.Namespace) -> int:
     from .assess import assess
     from .boards import find_board
+    from .errors import OutputExistsError
     from .graph import read_graph_file
+    from .keras_io import read_tflite
+    from .outdir import write_bytes
 
     board = find_board(a.board, tuple(a.board_file or ()))
-    bp = assess(read_graph_file(a.model), board, _psram_choice(a), tuple(a.board_file or ()))
+    tflite = read_tflite(a.model)
+    bp = assess(read_graph_file(a.model), board, _psram_choice(a), tuple(a.board_file or ()), tflite, a.optimize)
+    if a.write:
+        out = Path(a.write)
+        if out.exists() and not a.force:
+            raise OutputExistsError(f"{out}: exists; pass --force to replace it")
+        write_bytes(out, bp.tflite or tflite)
     if a.json:
         print(json.dumps(bp.to_json(), indent=2))
     else:
@@ -416,6 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--psram", action="store_true", help="put the arena in PSRAM")
     g.add_argument("--no-psram", action="store_true", help="never put the arena in PSRAM")
+    p.add_argument("--optimize", action="store_true",
+                   help="search an offline memory plan that beats TFLM's greedy planner")
+    p.add_argument("--write", metavar="OUT.tflite", help="write the model (with its offline plan, if found)")
+    p.add_argument("--force", action="store_true", help="replace OUT.tflite if it exists")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = command("generate", cmd_generate, "write TFLM firmware for a board: a PlatformIO project and an "
@@ -494,6 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", help="flash and measure the board on this serial port (auto: find it by USB id); "
                                   "without it, measure on the simulated board")
     p.add_argument("--runs", type=_positive_int, default=50, help="timed runs for the latency (default 50)")
+    p.add_argument("--no-offline-plan", action="store_true",
+                   help="keep TFLM's own memory plan (by default an offline plan is written when it is smaller)")
     p.add_argument("--out", metavar="DIR", help="output directory (default build/<model>)")
     p.add_argument("--force", action="store_true", help="replace an output directory tinyflow did not write")
     _optimize_args(p)

@@ -49,6 +49,7 @@ class DeployOptions:
     self_test: int = 4  # test vectors the firmware checks at boot (taken from x_test when there is data)
     port: str | None = None  # a board's serial port ("auto": find it by USB id); None: the simulated board
     runs: int = 50  # timed BENCH runs
+    offline_plan: bool = True  # write an offline memory plan into the model when it beats TFLM's
     out: str | None = None
     force: bool = False
 
@@ -155,17 +156,23 @@ def deploy(model_path: str | Path, options: DeployOptions | None = None,
         staging = outdir.path
         result, model = _model_stages(model_path, data, options, dest, staging, timed)
         graph = read_graph(model.tflite, model_path)
-        write_bytes(staging / TFLITE_NAME, model.tflite)
         with timed.stage("plan"):
-            plan = assess(graph, board, options.psram, options.board_files)
+            plan = assess(graph, board, options.psram, options.board_files, model.tflite, options.offline_plan)
+        # With an offline plan the model carries it (same ops, same weights, same outputs): that model is
+        # what the firmware embeds and the board runs.
+        tflite, graph = plan.tflite or model.tflite, plan.graph
+        write_bytes(staging / TFLITE_NAME, tflite)
         report = {**_header(), "board": _board_json(board), **model.report, "memory": plan.to_json(),
                   "artifacts": {"tflite": TFLITE_NAME}}
+        if plan.offline is not None:
+            report["model"] = {**report["model"], "tflite_bytes": graph.size_bytes, "sha256": graph.sha256,
+                               "offline_memory_plan": True}
         firmware = measurement = None
         if plan.fits:
             with timed.stage("generate"):
-                firmware = _generate(model.tflite, graph, plan, data, Path(model_path).stem, options, staging)
+                firmware = _generate(tflite, graph, plan, data, Path(model_path).stem, options, staging)
             report["firmware"] = _firmware_json(firmware, staging)
-            measurement = _flash_and_measure(model.tflite, graph, model.host_outputs, board, firmware, data, options,
+            measurement = _flash_and_measure(tflite, graph, model.host_outputs, board, firmware, data, options,
                                              staging / TFLITE_NAME, timed)
             report["device"] = measurement.to_json()
         report["timings_s"] = dict(timed.seconds)

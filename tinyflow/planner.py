@@ -47,6 +47,7 @@ class PlannedBuffer:
     offset: int
     tensor: int | None  # tensor index (main subgraph: plain index) or None for scratch
     op: int | None  # for scratch buffers: the op that requested it
+    flat_tensor: int | None = None  # index over all subgraphs' tensors, as OfflineMemoryAllocation counts them
 
 
 @dataclass(frozen=True)
@@ -178,11 +179,11 @@ def _planned_buffers(graph: ModelGraph, scratch: list[tuple[int, int, int]]) -> 
             if _needs_allocating(t, key, off, excluded):
                 f, la = life.get(key, (-1, -1))
                 buffers.append(Buffer(_up(t.bytes, ALIGN), f, la, off))
-                meta.append((t.name, t.index if sg.index == 0 else None, None))
+                meta.append((t.name, t.index if sg.index == 0 else None, None, flat - 1))
     for (ssi, node, size), (f, la) in zip(scratch, s_life, strict=True):
         buffers.append(Buffer(_up(size, ALIGN), f, la))
         op_name = graph.subgraphs[ssi].operators[node].name
-        meta.append((f"scratch of op {node} ({op_name})", None, node if ssi == 0 else None))
+        meta.append((f"scratch of op {node} ({op_name})", None, node if ssi == 0 else None, None))
     return buffers, meta
 
 
@@ -349,6 +350,13 @@ def _binding_label(seq: _Seq, i: int) -> str:
     return where
 
 
+def planned_buffers(graph: ModelGraph, pointer_bytes: int, kernel_library: str = "reference",
+                    mcu: str = "") -> tuple[list[Buffer], list[tuple]]:
+    """The buffers TFLM's planner gets for this build, in its add order, with (name, tensor, op, flat index)."""
+    _, buffers, meta = build_sequence(graph, abi_for(pointer_bytes), kernel_library, mcu)
+    return buffers, meta
+
+
 def plan_graph(graph: ModelGraph, pointer_bytes: int, kernel_library: str = "reference",
                mcu: str = "") -> MemoryPlan:
     """The exact arena plan for a TFLM build with this pointer size and kernel library (see module doc)."""
@@ -362,8 +370,8 @@ def plan_graph(graph: ModelGraph, pointer_bytes: int, kernel_library: str = "ref
             best = (n, binder, u, cats)
     n, binder, u, cats = best
     offsets = greedy_offsets(buffers)
-    planned = tuple(PlannedBuffer(name, b.size, b.first, b.last, o, ti, op)
-                    for b, o, (name, ti, op) in zip(buffers, offsets, meta, strict=True))
+    planned = tuple(PlannedBuffer(name, b.size, b.first, b.last, o, ti, op, flat)
+                    for b, o, (name, ti, op, flat) in zip(buffers, offsets, meta, strict=True))
     scratch = sum(b.size for b in planned if b.tensor is None and b.op is not None)
     return MemoryPlan(
         min_arena_bytes=n,
