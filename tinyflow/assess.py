@@ -60,6 +60,7 @@ class BoardPlan:
                     "optimal": self.offline.optimal,
                     "aliased_reshapes": self.offline.aliased_reshapes,
                     "saving_bytes": self.offline.saving_bytes,
+                    "reordered": self.offline.reordered,
                     "search_seconds": round(self.offline.seconds, 3),
                 },
                 "firmware_bytes": b.arena_bytes,
@@ -123,12 +124,12 @@ def assess(graph: ModelGraph, board: Board, psram: bool | None = None, board_fil
     _check_shapes(graph)
     greedy_memory = plan = None
     if offline and tflite is not None and not graph.unsupported_ops:
-        from .placement import optimize, write_offline_plan
+        from .placement import improve_model
 
-        plan = optimize(graph, board.pointer_bytes, board.kernel_library, board.mcu)
-        if plan is not None:
+        improved = improve_model(tflite, graph, board.pointer_bytes, board.kernel_library, board.mcu)
+        if improved is not None:
             greedy_memory = plan_graph(graph, board.pointer_bytes, board.kernel_library, board.mcu)
-            tflite = write_offline_plan(tflite, graph, plan)
+            tflite, plan = improved
             graph = read_graph(tflite, "the model with its offline plan")
     bp = _assess(graph, board, psram, board_files)
     if plan is None:

@@ -97,6 +97,20 @@ def _concat(k: Any) -> Any:
     return k.Model(inp, L.Dense(5, activation="softmax")(x), name="concat")
 
 
+def _branches(k: Any) -> Any:
+    """Two branches that each blow up then shrink: running one branch to its end before the other keeps one
+    large tensor alive instead of two (what operator reordering exploits)."""
+    L = k.layers
+    inp = k.Input((16, 16, 4))
+    a = L.Conv2D(32, 3, padding="same", activation="relu")(inp)
+    b = L.Conv2D(32, 3, padding="same", activation="relu")(inp)
+    a = L.MaxPooling2D(4)(a)
+    b = L.MaxPooling2D(4)(b)
+    x = L.Concatenate()([a, b])
+    x = L.Flatten()(x)
+    return k.Model(inp, L.Dense(4, activation="softmax")(x), name="branches")
+
+
 def _conv1d(k: Any) -> Any:
     L = k.layers
     return k.Sequential([k.Input((64, 3)), L.Conv1D(16, 5, activation="relu"), L.MaxPooling1D(2),
@@ -156,6 +170,7 @@ MODELS: dict[str, tuple[Builder, str]] = {
     "resnet_block": (_resnet_block, "ResNet-style block with a residual Add"),
     "concat": (_concat, "inception-style branches joined by Concatenate"),
     "conv1d": (_conv1d, "Conv1D time-series classifier"),
+    "branches": (_branches, "two parallel branches joined by Concatenate"),
     "two_outputs": (_two_outputs, "model with two outputs"),
     "dense_autoencoder": (_dense_autoencoder, "dense autoencoder"),
     "resnet8": (_resnet8, "MLPerf Tiny IC ResNet-8 shape"),

@@ -41,6 +41,7 @@ class OfflinePlan:
     aliased_reshapes: int
     optimal: bool  # reached the lower bound: no placement can be smaller
     seconds: float
+    reordered: bool = False  # the ops also run in a different (topological) order
 
     @property
     def saving_bytes(self) -> int:
@@ -231,3 +232,41 @@ def write_offline_plan(tflite: bytes, graph: ModelGraph, plan: OfflinePlan) -> b
 
 def _name(meta) -> str:
     return meta.name.decode() if isinstance(meta.name, bytes) else str(meta.name)
+
+
+def improve_model(tflite: bytes, graph: ModelGraph, pointer_bytes: int, kernel_library: str = "reference",
+                  mcu: str = "", budget_s: float = DEFAULT_BUDGET_S) -> tuple[bytes, OfflinePlan] | None:
+    """The model rewritten with a better execution order and/or an offline plan, or None when TFLM's own
+    greedy plan of the model as converted cannot be beaten."""
+    from dataclasses import replace
+
+    from .graph import read_graph
+    from .schedule import better_order, reorder
+
+    buffers, _ = planned_buffers(graph, pointer_bytes, kernel_library, mcu)
+    greedy = arena_size(buffers, greedy_offsets(buffers))
+    best: tuple[int, bytes, OfflinePlan | None, bool] | None = None
+    plan = optimize(graph, pointer_bytes, kernel_library, mcu, budget_s)
+    if plan is not None:
+        best = (plan.head_bytes, write_offline_plan(tflite, graph, plan), plan, False)
+    order = better_order(graph)
+    if order is not None:
+        moved = reorder(tflite, order)
+        moved_graph = read_graph(moved, "the reordered model")
+        moved_plan = optimize(moved_graph, pointer_bytes, kernel_library, mcu, budget_s)
+        if moved_plan is not None:
+            candidate = (moved_plan.head_bytes, write_offline_plan(moved, moved_graph, moved_plan), moved_plan, True)
+        else:
+            b2, _ = planned_buffers(moved_graph, pointer_bytes, kernel_library, mcu)
+            head = arena_size(b2, greedy_offsets(b2))
+            bound = peak_live_bytes(b2)
+            candidate = (head, moved, OfflinePlan({}, head, greedy, bound, "TFLM greedy after reordering", 0,
+                                                  head <= bound, 0.0, True), True)
+        if best is None or candidate[0] < best[0]:
+            best = candidate
+    if best is None or best[0] >= greedy:
+        return None
+    _, data, plan, reordered = best
+    plan = replace(plan, greedy_head_bytes=greedy, reordered=reordered,
+                   strategy=plan.strategy + ("; ops reordered" if reordered and "reorder" not in plan.strategy else ""))
+    return data, plan

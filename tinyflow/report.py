@@ -49,6 +49,10 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     if arena:
         rows.append(("arena", f"{arena['firmware_bytes']:,} B in {(arena['region'] or '?').upper()} of "
                               f"{_kib(arena['limit_bytes'])} (smallest that builds: {arena['min_bytes']:,} B)"))
+        if arena.get("offline_plan"):
+            o = arena["offline_plan"]
+            rows.append(("memory plan", f"tinyflow's offline plan: arena {arena['min_bytes']:,} B vs "
+                                        f"{arena['greedy_min_bytes']:,} B with TFLM's own (-{o['saving_bytes']:,} B)"))
     if flash:
         rows.append(("flash", f"{_kib(flash['total_bytes'])} of {_kib(flash['limit_bytes'])} "
                               f"({flash['partition_table']})"))
