@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tinyflow.corpus import PLANNER_CORPUS
@@ -62,3 +63,84 @@ def test_two_outputs_and_concatenate_and_add_are_planned(corpus_model):
         g = read_graph(corpus_model(name))
         assert op in g.op_names
         assert plan_graph(g, 8).min_arena_bytes > 0
+
+
+def _convert(concrete, module=None, float_io_int8: np.ndarray | None = None, resource_variables=False) -> bytes:
+    import tensorflow as tf
+
+    from tinyflow.tfenv import native_stderr_silenced
+
+    c = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
+    if float_io_int8 is not None:  # int8 inside, float at the edges: the converter adds QUANTIZE/DEQUANTIZE
+        c.optimizations = [tf.lite.Optimize.DEFAULT]
+        c.representative_dataset = lambda: ([x[None]] for x in float_io_int8)
+        c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    c.experimental_enable_resource_variables = resource_variables
+    with native_stderr_silenced():
+        return c.convert()
+
+
+def _generated_models() -> dict[str, tuple[bytes, set[str]]]:
+    """Models the converter builds with ops outside the Keras corpus: float I/O around an int8 body,
+    WHILE and IF subgraphs, a resource variable."""
+    import tensorflow as tf
+
+    from tinyflow.tfenv import tf_keras
+
+    k = tf_keras()
+    k.utils.set_random_seed(3)
+    inp = k.Input((12, 12, 2))
+    x = k.layers.Conv2D(6, 3, activation="relu")(inp)
+    x = k.layers.Flatten()(x)
+    model = k.Model(inp, k.layers.Dense(4, activation="softmax")(x))
+    fn = tf.function(lambda t: model(t, training=False)).get_concrete_function(tf.TensorSpec([1, 12, 12, 2]))
+    calib = np.random.default_rng(0).normal(size=(16, 12, 12, 2)).astype(np.float32)
+    models = {"float_io": (_convert(fn, model, float_io_int8=calib), {"QUANTIZE", "DEQUANTIZE"})}
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32)])
+    def loop(x):
+        _, y = tf.while_loop(lambda i, v: i < 3, lambda i, v: (i + 1, tf.nn.relu(v * 2.0 - 1.0)), [0, x])
+        return y
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32)])
+    def branch(x):
+        return tf.cond(tf.reduce_sum(x) > 0, lambda: tf.nn.relu(x * 3.0), lambda: tf.tanh(x) + 1.0)
+
+    class Accumulator(tf.Module):
+        def __init__(self):
+            self.v = tf.Variable(tf.zeros([1, 8]))
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32)])
+        def __call__(self, x):
+            self.v.assign_add(x)
+            return self.v.read_value() * 2.0
+
+    acc = Accumulator()
+    models["while"] = (_convert(loop.get_concrete_function()), {"WHILE"})
+    models["if"] = (_convert(branch.get_concrete_function()), {"IF"})
+    models["resource_variable"] = (_convert(acc.__call__.get_concrete_function(), acc, resource_variables=True),
+                                   {"VAR_HANDLE", "ASSIGN_VARIABLE", "READ_VARIABLE"})
+    return models
+
+
+def test_quantize_control_flow_and_resource_variables_are_planned_exactly():
+    for name, (data, ops) in _generated_models().items():
+        g = read_graph(data)
+        assert ops <= {op.name for sg in g.subgraphs for op in sg.operators}, name
+        plan = plan_graph(g, 8)
+        assert plan.min_arena_bytes == smallest_arena(data), name
+
+
+def test_an_op_without_an_allocation_model_is_a_clear_error(corpus_model):
+    import dataclasses
+
+    from tinyflow.errors import InputError
+    from tinyflow.kernels import supported
+
+    g = read_graph(corpus_model("mlp"))
+    # RELU_N1_TO_1 is a real builtin that TFLM has no kernel for, so no allocation model either
+    ops = (dataclasses.replace(g.main.operators[0], name="RELU_N1_TO_1"), *g.main.operators[1:])
+    odd = dataclasses.replace(g, subgraphs=(dataclasses.replace(g.main, operators=ops),))
+    assert not supported("RELU_N1_TO_1")
+    with pytest.raises(InputError, match=r"op 0 \(RELU_N1_TO_1\).*no allocation model"):
+        plan_graph(odd, 8)

@@ -100,9 +100,11 @@ def context(graph: ModelGraph, tflite: bytes, bp: BoardPlan, model_name: str, la
             self_test: SelfTest | None = None, psram: bool | None = None) -> dict[str, Any]:
     board: Board = bp.board
     if bp.memory is None or bp.budget is None:
-        raise InputError("the model has ops TFLM cannot run; see `tinyflow plan`")
+        raise InputError(f"{model_name}: the model has ops TFLM cannot run; `tinyflow plan` lists them")
     if any(op.name == "VAR_HANDLE" for sg in graph.subgraphs for op in sg.operators):
-        raise InputError("models with resource variables (VAR_HANDLE) are not supported by tinyflow's firmware yet")
+        raise InputError(f"{model_name}: the model keeps state in resource variables (VAR_HANDLE), which tinyflow's "
+                         "firmware does not set up yet; `tinyflow plan` still sizes its arena; to deploy, export "
+                         "the model without tf.Variable state")
     region = bp.budget.region or ("psram" if psram else "sram")
     inputs = [_tensor_ctx(t, i) for i, t in enumerate(graph.input_tensors())]
     outputs = [_tensor_ctx(t, i) for i, t in enumerate(graph.output_tensors())]

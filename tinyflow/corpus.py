@@ -161,6 +161,26 @@ def _mobilenet_v1(k: Any, alpha: float = 0.25, size: int = 96, classes: int = 2)
     return k.Model(inp, L.Dense(classes, activation="softmax")(x), name="mobilenet_v1_025_vww")
 
 
+def _op_mix(k: Any) -> Any:
+    """A small encoder-decoder touching the ops beyond plain CNNs: PAD, LEAKY_RELU, squeeze-and-excitation
+    (MEAN, LOGISTIC, broadcast MUL), TANH, SUB, STRIDED_SLICE, RESIZE_NEAREST_NEIGHBOR, TRANSPOSE_CONV."""
+    L = k.layers
+    inp = k.Input((24, 24, 3))
+    x = L.ZeroPadding2D(1)(inp)
+    x = L.Conv2D(8, 3, strides=2)(x)
+    x = L.LeakyReLU(0.1)(x)
+    se = L.GlobalAveragePooling2D(keepdims=True)(x)
+    se = L.Conv2D(8, 1, activation="sigmoid")(se)
+    x = L.Multiply()([x, se])
+    t = L.Conv2D(8, 3, padding="same", activation="tanh")(x)
+    x = L.Subtract()([x, t])
+    x = L.Cropping2D(1)(x)
+    x = L.UpSampling2D(2)(x)
+    x = L.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu")(x)
+    x = L.GlobalMaxPooling2D()(x)
+    return k.Model(inp, L.Dense(3, activation="softmax")(x), name="op_mix")
+
+
 # name -> (builder, what it stands for). The planner truth test uses PLANNER_CORPUS; the MLPerf-shaped
 # models are bigger and serve the offline-planner benchmark.
 MODELS: dict[str, tuple[Builder, str]] = {
@@ -176,9 +196,10 @@ MODELS: dict[str, tuple[Builder, str]] = {
     "resnet8": (_resnet8, "MLPerf Tiny IC ResNet-8 shape"),
     "mobilenet_v1_025_vww": (_mobilenet_v1, "MLPerf Tiny VWW MobileNetV1 0.25 at 96x96 shape"),
     "ad_autoencoder": (_ad_autoencoder, "MLPerf Tiny AD dense autoencoder shape"),
+    "op_mix": (_op_mix, "encoder-decoder with padding, gating, tanh, cropping, upsampling, transposed conv"),
 }
 PLANNER_CORPUS = ("mlp", "cnn_pool", "ds_cnn", "resnet_block", "concat", "conv1d", "two_outputs",
-                  "dense_autoencoder")
+                  "dense_autoencoder", "op_mix")
 MLPERF_SHAPED = ("ds_cnn", "mobilenet_v1_025_vww", "resnet8", "ad_autoencoder")
 
 

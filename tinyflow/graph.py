@@ -82,6 +82,9 @@ class Tensor:
         return math.prod(self.shape) if self.shape else 1
 
 
+_FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64")
+
+
 @dataclass(frozen=True)
 class Operator:
     index: int
@@ -142,12 +145,18 @@ class ModelGraph:
 
     @property
     def unsupported_ops(self) -> list[tuple[int, str]]:
-        return [(op.index, op.name) for op in self.main.operators if not op.supported_by_tflm]
+        return [(op.index, op.name) for sg in self.subgraphs for op in sg.operators if not op.supported_by_tflm]
 
     @property
     def is_quantized(self) -> bool:
-        """No float activations: what TFLM's int8 kernels (and ESP-NN) need."""
-        return not any(t.is_activation and t.dtype in ("FLOAT32", "FLOAT16", "FLOAT64") for t in self.main.tensors)
+        """No float activations inside the model: what TFLM's int8 kernels (and ESP-NN) need. Float model
+        inputs and outputs met only by QUANTIZE / DEQUANTIZE at the edges are fine: the body is int8."""
+        sg = self.main
+        edges = {t for op in sg.operators if op.name == "QUANTIZE" for t in op.inputs if t in sg.inputs}
+        edges -= {t for op in sg.operators if op.name != "QUANTIZE" for t in op.inputs}
+        edges |= {t for op in sg.operators if op.name == "DEQUANTIZE" for t in op.outputs if t in sg.outputs}
+        return not any(t.is_activation and t.dtype in _FLOAT_TYPES and not (s is sg and t.index in edges)
+                       for s in self.subgraphs for t in s.tensors)
 
     def live_bytes(self) -> list[int]:
         """Activation bytes alive while each op of the main subgraph runs (its inputs and outputs included)."""

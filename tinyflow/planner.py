@@ -98,9 +98,29 @@ def offline_offsets(graph: ModelGraph) -> list[int] | None:
     return list(struct.unpack_from(f"<{n}i", raw, 12))
 
 
-def _views(sg: Subgraph, abi: Abi) -> list[OpView]:
-    return [OpView(op, tuple(sg.tensors[i] if i >= 0 else None for i in op.inputs),
-                   tuple(sg.tensors[i] for i in op.outputs), abi) for op in sg.operators]
+def _views(graph: ModelGraph, abi: Abi) -> list[tuple[Subgraph, list[OpView]]]:
+    """Every subgraph's ops as their kernels see them, in the order TFLM prepares them."""
+    # MicroResourceVariables allocates a variable's buffer at its first ASSIGN_VARIABLE, and only when the
+    # VAR_HANDLE naming it was prepared before (which set the resource id on its output).
+    handles: dict[tuple[int, int], tuple[str, str]] = {}
+    assigned: set[tuple[str, str]] = set()
+    views = []
+    for sg in graph.subgraphs:
+        vs = []
+        for op in sg.operators:
+            if op.name == "VAR_HANDLE":
+                key = (str(op.options.get("container") or ""), str(op.options.get("sharedName") or ""))
+                handles.update({(sg.index, t): key for t in op.outputs})
+            first = False
+            if op.name == "ASSIGN_VARIABLE":
+                key = handles.get((sg.index, op.inputs[0]))
+                first = key is not None and key not in assigned
+                if key is not None:
+                    assigned.add(key)
+            vs.append(OpView(op, tuple(sg.tensors[i] if i >= 0 else None for i in op.inputs),
+                             tuple(sg.tensors[i] for i in op.outputs), abi, allocates_resource=first))
+        views.append((sg, vs))
+    return views
 
 
 def _var_handle_outputs(graph: ModelGraph) -> set[tuple[int, int]]:
@@ -228,7 +248,7 @@ def build_sequence(graph: ModelGraph, abi: Abi, kernel_library: str,
         seq.add(("P", abi.node_and_registration[0] * len(sg.operators), abi.node_and_registration[1]),
                 "NodeAndRegistration array", "node structs")
 
-    views = [(sg, _views(sg, abi)) for sg in graph.subgraphs]
+    views = _views(graph, abi)
     for _, vs in views:
         for v in vs:
             bd = builtin_data(v.name, abi)
