@@ -144,8 +144,9 @@ def test_dynamic_shape_is_refused(corpus_model, tmp_path, capsys):
     assert "dynamic shape" in capsys.readouterr().err
 
 
-def test_control_flow_is_a_clear_error(tmp_path, capsys):
+def test_a_while_loop_model_is_planned_from_the_cli(tmp_path, capsys):
     from tinyflow.tfenv import tensorflow
+    from tinyflow.tflm_host import smallest_arena
 
     tf = tensorflow()
 
@@ -157,9 +158,9 @@ def test_control_flow_is_a_clear_error(tmp_path, capsys):
     data = tf.lite.TFLiteConverter.from_concrete_functions([loop.get_concrete_function()]).convert()
     path = tmp_path / "while.tflite"
     path.write_bytes(data)
-    assert main(["plan", str(path), "--board", "sim"]) == 2
-    err = capsys.readouterr().err
-    assert "WHILE" in err and "no allocation model" in err
+    assert main(["plan", str(path), "--board", "sim", "--json"]) == 0
+    j = json.loads(capsys.readouterr().out)
+    assert j["arena"]["min_bytes"] == smallest_arena(data)
 
 
 def test_float_model_is_planned_with_a_warning(tmp_path, capsys):
