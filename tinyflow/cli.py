@@ -406,6 +406,17 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _board_options(p: argparse.ArgumentParser, help_text: str = "board id or alias (see `tinyflow boards`)") -> None:
+    p.add_argument("--board", default="esp32s3", help=help_text)
+    p.add_argument("--board-file", action="append", metavar="PATH", help="load an extra board file")
+
+
+def _psram_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--psram", action="store_true", help="put the arena in PSRAM")
+    g.add_argument("--no-psram", action="store_true", help="never put the arena in PSRAM")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinyflow", description="Take a Keras model to a microcontroller and "
                                      "prove it works there.")
@@ -428,11 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("plan", cmd_plan, "the exact TFLM arena for a board, flash, hazards and a latency estimate "
                                   "(exit 1 when it does not fit)")
     p.add_argument("model", help="a .tflite file")
-    p.add_argument("--board", default="esp32s3", help="board id or alias (see `tinyflow boards`)")
-    p.add_argument("--board-file", action="append", metavar="PATH", help="load an extra board file")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--psram", action="store_true", help="put the arena in PSRAM")
-    g.add_argument("--no-psram", action="store_true", help="never put the arena in PSRAM")
+    _board_options(p)
+    _psram_options(p)
     p.add_argument("--optimize", action="store_true",
                    help="search an offline memory plan that beats TFLM's greedy planner")
     p.add_argument("--write", metavar="OUT.tflite", help="write the model (with its offline plan, if found)")
@@ -442,12 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("generate", cmd_generate, "write TFLM firmware for a board: a PlatformIO project and an "
                                           "Arduino sketch")
     p.add_argument("model", help="a .tflite file")
-    p.add_argument("--board", default="esp32s3", help="board id or alias (see `tinyflow boards`)")
-    p.add_argument("--board-file", action="append", metavar="PATH", help="load an extra board file")
+    _board_options(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--psram", action="store_true", help="put the arena in PSRAM")
-    g.add_argument("--no-psram", action="store_true", help="never put the arena in PSRAM")
+    _psram_options(p)
     p.add_argument("--self-test", type=int, default=0, metavar="N",
                    help="embed N test inputs and the host's outputs; the firmware checks them at boot")
     p.add_argument("--data", metavar="DATA.npz", help="take the self-test inputs from x_test")
@@ -458,16 +463,14 @@ def build_parser() -> argparse.ArgumentParser:
                                     "wait for the board's HELLO")
     p.add_argument("target", help="the folder `tinyflow generate`/`deploy` wrote, or a merged .bin image")
     p.add_argument("--port", required=True, help="serial port path, or auto (find the board by its USB id)")
-    p.add_argument("--board", default="esp32s3", help="board id or alias")
-    p.add_argument("--board-file", action="append", metavar="PATH", help="load an extra board file")
+    _board_options(p, "board id or alias")
     p.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for the HELLO after flashing")
 
     p = command("measure", cmd_measure, "latency, per-op time and accuracy on the device (no --port: the "
                                         "simulated board)")
     p.add_argument("model", help="the .tflite the device runs")
     p.add_argument("--port", help="serial port path, auto (find by USB id), or sim (default)")
-    p.add_argument("--board", default="esp32s3", help="board id or alias (for auto and the baud rate)")
-    p.add_argument("--board-file", action="append", metavar="PATH", help="load an extra board file")
+    _board_options(p, "board id or alias (for auto and the baud rate)")
     p.add_argument("--data", metavar="DATA.npz", help="stream x_test through the device and compare")
     p.add_argument("--runs", type=_positive_int, default=50, help="timed runs for the latency (default 50)")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
@@ -505,13 +508,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("deploy", cmd_deploy, "run the whole pipeline for a board (no model: the bundled digits example)")
     p.add_argument("model", nargs="?", help=".keras, .h5, SavedModel directory or .tflite")
-    p.add_argument("--board", default="esp32s3", help="board id or alias (see `tinyflow boards`)")
-    p.add_argument("--board-file", action="append", metavar="PATH", help="load an extra board file")
+    _board_options(p)
     p.add_argument("--data", metavar="DATA.npz", help="x_train, y_train, x_test, y_test")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="evaluate on the first N test samples")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--psram", action="store_true", help="put the arena in PSRAM")
-    g.add_argument("--no-psram", action="store_true", help="never put the arena in PSRAM")
+    _psram_options(p)
     p.add_argument("--port", help="flash and measure the board on this serial port (auto: find it by USB id); "
                                   "without it, measure on the simulated board")
     p.add_argument("--runs", type=_positive_int, default=50, help="timed runs for the latency (default 50)")

@@ -10,6 +10,7 @@ live bytes, and seeded random topological orders; the lowest peak wins, only if 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from .graph import ModelGraph
 
@@ -20,7 +21,7 @@ def _align(n: int) -> int:
     return (n + 15) // 16 * 16
 
 
-def _graph(graph: ModelGraph) -> tuple[list[set[int]], list[set[int]], dict[int, int]]:
+def _graph(graph: ModelGraph) -> tuple[list[set[int]], list[set[int]]]:
     sg = graph.main
     producer = {t: i for i, op in enumerate(sg.operators) for t in op.outputs}
     preds = [{producer[t] for t in op.inputs if t in producer} for op in sg.operators]
@@ -28,8 +29,7 @@ def _graph(graph: ModelGraph) -> tuple[list[set[int]], list[set[int]], dict[int,
     for j, ps in enumerate(preds):
         for i in ps:
             succs[i].add(j)
-    sizes = {t.index: _align(t.bytes) for t in sg.tensors if t.is_activation and t.bytes}
-    return preds, succs, sizes
+    return preds, succs
 
 
 def peak_live(graph: ModelGraph, order: list[int]) -> int:
@@ -54,12 +54,14 @@ def peak_live(graph: ModelGraph, order: list[int]) -> int:
                 for k in range(len(order) + 1)), default=0)
 
 
-def _random_order(preds: list[set[int]], succs: list[set[int]], rng: random.Random) -> list[int]:
+def _topological(preds: list[set[int]], succs: list[set[int]],
+                 pick: Callable[[list[int], list[int]], int]) -> list[int]:
+    """Kahn's algorithm; ``pick(ready, order_so_far)`` chooses which ready op runs next."""
     waiting = [len(p) for p in preds]
     ready = [i for i, w in enumerate(waiting) if w == 0]
-    order = []
+    order: list[int] = []
     while ready:
-        i = ready.pop(rng.randrange(len(ready)))
+        i = ready.pop(pick(ready, order))
         order.append(i)
         for j in succs[i]:
             waiting[j] -= 1
@@ -68,20 +70,18 @@ def _random_order(preds: list[set[int]], succs: list[set[int]], rng: random.Rand
     return order
 
 
+def _random_order(preds: list[set[int]], succs: list[set[int]], rng: random.Random) -> list[int]:
+    return _topological(preds, succs, lambda ready, _: rng.randrange(len(ready)))
+
+
 def _greedy_order(graph: ModelGraph, preds: list[set[int]], succs: list[set[int]]) -> list[int]:
     """Run next the ready op after which the fewest bytes are live (ties: converter order)."""
-    waiting = [len(p) for p in preds]
-    ready = {i for i, w in enumerate(waiting) if w == 0}
-    order: list[int] = []
-    while ready:
-        best = min(ready, key=lambda i: (peak_live(graph, [*order, i]) if len(order) < 64 else 0, i))
-        ready.remove(best)
-        order.append(best)
-        for j in succs[best]:
-            waiting[j] -= 1
-            if waiting[j] == 0:
-                ready.add(j)
-    return order
+
+    def fewest_live(ready: list[int], order: list[int]) -> int:
+        return min(range(len(ready)),
+                   key=lambda k: (peak_live(graph, [*order, ready[k]]) if len(order) < 64 else 0, ready[k]))
+
+    return _topological(preds, succs, fewest_live)
 
 
 def better_order(graph: ModelGraph, tries: int = 200, seed: int = 0) -> list[int] | None:
@@ -89,7 +89,7 @@ def better_order(graph: ModelGraph, tries: int = 200, seed: int = 0) -> list[int
     sg = graph.main
     if len(graph.subgraphs) > 1 or any(op.name in _ORDER_SENSITIVE for op in sg.operators):
         return None
-    preds, succs, _ = _graph(graph)
+    preds, succs = _graph(graph)
     if all(len(s) <= 1 for s in succs) and all(len(p) <= 1 for p in preds):
         return None  # a chain: only one order exists
     original = list(range(len(sg.operators)))
