@@ -155,14 +155,18 @@ def _conv(v: OpView) -> list[Event]:
     return events + _t(v, IN0, IN1, IN2, OUT0) + int4
 
 
+def _fc_quant_arrays(inp: Tensor, f: Tensor | None) -> list[Event]:
+    if inp.dtype == "FLOAT32" or f is None or f.channels <= 1:
+        return []
+    return _per_channel_arrays(f.channels)
+
+
 def _fully_connected(v: OpView) -> list[Event]:
     f = v.inp(1)
     events = _t(v, IN0, IN1, IN2, OUT0)
     if f.dtype == "INT4":
         events.append(("S", f.elements))
-    if v.inp(0).dtype != "FLOAT32" and f.channels > 1:
-        events += _per_channel_arrays(f.channels)
-    return events
+    return events + _fc_quant_arrays(v.inp(0), f)
 
 
 def _transpose_conv(v: OpView) -> list[Event]:
@@ -274,15 +278,6 @@ def _dims_copy(v: OpView) -> list[Event]:
     return [*_UNARY(v), ("P", _int_array(len(v.outs[0].shape)))]
 
 
-_ELEMENT_BYTES = {"FLOAT32": 4, "INT16": 2, "INT8": 1, "INT32": 4, "INT64": 8}
-
-
-def _fc_quant_arrays(inp: Tensor, f: Tensor | None) -> list[Event]:
-    if inp.dtype == "FLOAT32" or f is None or f.channels <= 1:
-        return []
-    return _per_channel_arrays(f.channels)
-
-
 def _lstm(v: OpView) -> list[Event]:
     events = _t(v, *[("in", k) for k in range(24)], OUT0)
     x, hidden, cell = v.inp(0), v.inp(18), v.inp(19)
@@ -290,7 +285,7 @@ def _lstm(v: OpView) -> list[Event]:
         for wx, wh in ((2, 6), (1, 5), (3, 7), (4, 8)):  # forget, input, cell, output gates
             events += _fc_quant_arrays(x, v.inp(wx)) + _fc_quant_arrays(hidden, v.inp(wh))
     batch = x.shape[1] if v.opts.get("timeMajor", False) else x.shape[0]
-    return events + [("S", batch * hidden.shape[1] * _ELEMENT_BYTES[cell.dtype])] * 4
+    return events + [("S", batch * hidden.shape[1] * (cell.bytes // cell.elements))] * 4
 
 
 def _svdf(v: OpView) -> list[Event]:
