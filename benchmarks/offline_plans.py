@@ -12,13 +12,17 @@ found (tinyflow then keeps it: never worse).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
-from tinyflow import corpus
-from tinyflow.graph import read_graph
-from tinyflow.placement import improve_model
-from tinyflow.planner import plan_graph
+from tinyflow.graph.reader import read_graph
+from tinyflow.plan.placement import improve_model
+from tinyflow.plan.planner import plan_graph
+
+# The model corpus is test code (it is not shipped in the package): import it from the checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests import corpus
 
 DEFAULT_MLPERF = Path(__file__).resolve().parents[2] / "shared" / "data" / "mlperf_tiny"
 TARGETS = {"sim": (8, "reference", ""), "esp32s3": (4, "esp-nn", "esp32s3")}

@@ -16,10 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-from tinyflow import corpus
-from tinyflow.graph import read_graph
-from tinyflow.planner import plan_graph
-from tinyflow.tflm_host import allocations, smallest_arena
+from tinyflow.graph.reader import read_graph
+from tinyflow.model.tflm_host import allocations, smallest_arena
+from tinyflow.plan.planner import plan_graph
+
+# The model corpus is test code (it is not shipped in the package): import it from the checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests import corpus
 
 DEFAULT_MLPERF = Path(__file__).resolve().parents[2] / "shared" / "data" / "mlperf_tiny"
 

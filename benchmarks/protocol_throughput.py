@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import threading
 import time
 import tty
@@ -19,12 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyflow import corpus
 from tinyflow.boards import find_board
-from tinyflow.graph import read_graph
-from tinyflow.link import Link
-from tinyflow.ports import open_port
-from tinyflow.simulator import SimProcess
+from tinyflow.device.link import Link
+from tinyflow.device.ports import open_port
+from tinyflow.device.simulator import SimProcess
+from tinyflow.graph.reader import read_graph
+
+# The model corpus is test code (it is not shipped in the package): import it from the checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests import corpus
 
 
 def raw_pty_bytes_per_s(seconds: float, chunk: int = 4096) -> float:

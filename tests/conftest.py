@@ -63,7 +63,7 @@ def _train_and_save(model, data_path: Path, path: Path) -> Path:
 @pytest.fixture(scope="session")
 def keras3_residual(tmp_path_factory, digits_example) -> Path:
     """A Keras 3 functional model with a residual Add, trained and saved as .keras (what users save today)."""
-    from tinyflow.tfenv import keras3
+    from tinyflow.model.tfenv import keras3
 
     keras = keras3()
     keras.utils.set_random_seed(1)
@@ -74,7 +74,7 @@ def keras3_residual(tmp_path_factory, digits_example) -> Path:
 @pytest.fixture(scope="session")
 def tf_keras_residual_h5(tmp_path_factory, digits_example) -> Path:
     """The same residual architecture built and saved with tf_keras (Keras 2) as legacy .h5."""
-    from tinyflow.tfenv import tf_keras
+    from tinyflow.model.tfenv import tf_keras
 
     tfk = tf_keras()
     tfk.utils.set_random_seed(2)
@@ -94,6 +94,6 @@ def corpus_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def corpus_model(corpus_dir):
     """corpus_model(name) -> .tflite bytes of a corpus model, built once per session."""
-    from tinyflow.corpus import cached_tflite
+    from tests.corpus import cached_tflite
 
     return lambda name: cached_tflite(name, corpus_dir)

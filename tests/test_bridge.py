@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinyflow.bridge import rebuild_in_tf_keras, supported_layers
 from tinyflow.errors import InputError
+from tinyflow.model.bridge import rebuild_in_tf_keras, supported_layers
 
 
 @pytest.fixture(scope="module")
 def keras():
-    from tinyflow.tfenv import keras3
+    from tinyflow.model.tfenv import keras3
 
     return keras3()
 

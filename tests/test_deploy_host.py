@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from tinyflow.cli import main
-from tinyflow.graph import constant_array, read_graph_file
-from tinyflow.optimize import OptimizeOptions
+from tinyflow.graph.reader import constant_array, read_graph_file
+from tinyflow.model.optimization import OptimizeOptions
 from tinyflow.pipeline import DeployOptions, deploy
 
 

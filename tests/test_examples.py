@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tinyflow.examples import train_anomaly, train_signals
-from tinyflow.optimize import OptimizeOptions
+from tinyflow.model.optimization import OptimizeOptions
 from tinyflow.pipeline import DeployOptions, deploy
 
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tinyflow.assess import assess
 from tinyflow.boards import find_board
 from tinyflow.cli import main
-from tinyflow.cnames import identifier, string_literal
-from tinyflow.graph import read_graph
-from tinyflow.ops import resolver_method
-from tinyflow.project import generate, self_test_vectors
+from tinyflow.firmware.cnames import identifier, string_literal
+from tinyflow.firmware.project import generate, self_test_vectors
+from tinyflow.graph.ops import resolver_method
+from tinyflow.graph.reader import read_graph
+from tinyflow.plan.assessment import assess
 
 needs_gpp = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not installed")
 

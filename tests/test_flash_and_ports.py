@@ -13,10 +13,10 @@ import pytest
 
 from tinyflow.boards import find_board
 from tinyflow.cli import main
+from tinyflow.device.flashing import flash, upload_platformio
+from tinyflow.device.ports import find_port
+from tinyflow.device.simulator import SimProcess
 from tinyflow.errors import DeviceError, ToolchainError
-from tinyflow.flash import flash, upload_platformio
-from tinyflow.ports import find_port
-from tinyflow.simulator import SimProcess
 
 
 def _fake_pio(tmp_path: Path, script: str) -> Path:
@@ -38,7 +38,7 @@ def project(tmp_path) -> Path:
 
 def test_missing_pio_is_a_clear_error(project, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    monkeypatch.setattr("tinyflow.flash.sys.executable", str(tmp_path / "nopython"))
+    monkeypatch.setattr("tinyflow.device.flashing.sys.executable", str(tmp_path / "nopython"))
     with pytest.raises(ToolchainError, match="pip install platformio"):
         upload_platformio(project, "/dev/null")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from tinyflow.greedy import Buffer, arena_size, greedy_offsets, linear_offsets, overlapping_pairs, peak_live_bytes
+from tinyflow.plan.greedy import Buffer, arena_size, greedy_offsets, linear_offsets, overlapping_pairs, peak_live_bytes
 
 
 def plan(specs):

@@ -13,13 +13,13 @@ import pytest
 from tests.fault_proxy import FaultProxy, Faults
 from tinyflow.boards import find_board
 from tinyflow.cli import main
-from tinyflow.dataset import load_dataset
+from tinyflow.device.harness import measure
+from tinyflow.device.link import Link
+from tinyflow.device.ports import open_port
+from tinyflow.device.simulator import SimProcess
 from tinyflow.errors import DeviceError
-from tinyflow.graph import read_graph
-from tinyflow.harness import measure
-from tinyflow.link import Link
-from tinyflow.ports import open_port
-from tinyflow.simulator import SimProcess
+from tinyflow.graph.reader import read_graph
+from tinyflow.model.dataset import load_dataset
 
 SAMPLES = 30
 

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
+from tests.corpus import PLANNER_CORPUS
 from tinyflow.cli import main
-from tinyflow.corpus import PLANNER_CORPUS
-from tinyflow.graph import read_graph
-from tinyflow.placement import improve_model
-from tinyflow.planner import offline_offsets, plan_graph
-from tinyflow.schedule import reorder
-from tinyflow.tflm_host import builds, run_model, smallest_arena
+from tinyflow.graph.reader import read_graph
+from tinyflow.model.tflm_host import builds, run_model, smallest_arena
+from tinyflow.plan.placement import improve_model
+from tinyflow.plan.planner import offline_offsets, plan_graph
+from tinyflow.plan.schedule import reorder
 
 
 def _random_inputs(graph, n=6, seed=0):

@@ -10,10 +10,10 @@ import pytest
 
 from tinyflow.cli import main
 from tinyflow.errors import DoesNotFitError
-from tinyflow.flatbuf import rewrite
-from tinyflow.graph import read_graph
-from tinyflow.hazards import ABORT, ERROR, find_hazards
-from tinyflow.tflm_host import smallest_arena
+from tinyflow.graph.reader import read_graph
+from tinyflow.model.tflm_host import smallest_arena
+from tinyflow.plan.flatbuf import rewrite
+from tinyflow.plan.hazards import ABORT, ERROR, find_hazards
 
 
 def _set_scale(data: bytes, op_name: str, which: str, scale: float, zero_point: int | None = None) -> bytes:
@@ -145,8 +145,8 @@ def test_dynamic_shape_is_refused(corpus_model, tmp_path, capsys):
 
 
 def test_a_while_loop_model_is_planned_from_the_cli(tmp_path, capsys):
-    from tinyflow.tfenv import tensorflow
-    from tinyflow.tflm_host import smallest_arena
+    from tinyflow.model.tfenv import tensorflow
+    from tinyflow.model.tflm_host import smallest_arena
 
     tf = tensorflow()
 
@@ -164,8 +164,8 @@ def test_a_while_loop_model_is_planned_from_the_cli(tmp_path, capsys):
 
 
 def test_float_model_is_planned_with_a_warning(tmp_path, capsys):
-    from tinyflow.corpus import build_keras
-    from tinyflow.tfenv import tensorflow
+    from tests.corpus import build_keras
+    from tinyflow.model.tfenv import tensorflow
 
     tf = tensorflow()
     model = build_keras("mlp")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinyflow.corpus import PLANNER_CORPUS
-from tinyflow.graph import read_graph
-from tinyflow.greedy import Buffer, overlapping_pairs
-from tinyflow.planner import plan_graph
-from tinyflow.tflm_host import builds, smallest_arena
+from tests.corpus import PLANNER_CORPUS
+from tinyflow.graph.reader import read_graph
+from tinyflow.model.tflm_host import builds, smallest_arena
+from tinyflow.plan.greedy import Buffer, overlapping_pairs
+from tinyflow.plan.planner import plan_graph
 
 
 @pytest.mark.parametrize("name", [*PLANNER_CORPUS, "resnet8"])
@@ -32,7 +32,7 @@ def test_the_plan_is_tight_on_both_sides(corpus_model):
 
 def test_small_models_are_limited_by_planning_memory_not_by_head_plus_tail(corpus_model):
     # The recorded head + tail understates what small models need: TFLM's planner borrows 40 B per buffer.
-    from tinyflow.tflm_host import allocations
+    from tinyflow.model.tflm_host import allocations
 
     data = corpus_model("mlp")
     plan = plan_graph(read_graph(data), 8)
@@ -68,7 +68,7 @@ def test_two_outputs_and_concatenate_and_add_are_planned(corpus_model):
 def _convert(concrete, module=None, float_io_int8: np.ndarray | None = None, resource_variables=False) -> bytes:
     import tensorflow as tf
 
-    from tinyflow.tfenv import native_stderr_silenced
+    from tinyflow.model.tfenv import native_stderr_silenced
 
     c = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
     if float_io_int8 is not None:  # int8 inside, float at the edges: the converter adds QUANTIZE/DEQUANTIZE
@@ -85,7 +85,7 @@ def _generated_models() -> dict[str, tuple[bytes, set[str]]]:
     WHILE and IF subgraphs, a resource variable."""
     import tensorflow as tf
 
-    from tinyflow.tfenv import tf_keras
+    from tinyflow.model.tfenv import tf_keras
 
     k = tf_keras()
     k.utils.set_random_seed(3)
@@ -135,7 +135,7 @@ def test_an_op_without_an_allocation_model_is_a_clear_error(corpus_model):
     import dataclasses
 
     from tinyflow.errors import InputError
-    from tinyflow.kernels import supported
+    from tinyflow.plan.kernels import supported
 
     g = read_graph(corpus_model("mlp"))
     # RELU_N1_TO_1 is a real builtin that TFLM has no kernel for, so no allocation model either

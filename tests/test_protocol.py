@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tinyflow.device.link import Link
 from tinyflow.errors import DeviceError
-from tinyflow.link import Link
 from tinyflow.paths import templates_dir
 from tinyflow.protocol import (
     Decoder,

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from tinyflow.cli import main
-from tinyflow.optimize import OptimizeOptions
+from tinyflow.model.optimization import OptimizeOptions
 from tinyflow.pipeline import DeployOptions, deploy
-from tinyflow.report import render_html
+from tinyflow.report.writer import render_html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 

@@ -14,7 +14,7 @@ def __getattr__(name: str):
 
         return getattr(pipeline, name)
     if name == "OptimizeOptions":
-        from .optimize import OptimizeOptions
+        from .model import OptimizeOptions
 
         return OptimizeOptions
     if name == "find_board":

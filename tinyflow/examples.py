@@ -37,7 +37,7 @@ def digits_arrays(seed: int = 0) -> dict[str, np.ndarray]:
 
 def train_digits(out_dir: str | Path, epochs: int = 30, seed: int = 0) -> tuple[Path, Path]:
     """Train a small CNN with Keras 3 and save ``digits.keras`` and ``digits.npz`` into ``out_dir``."""
-    from .tfenv import keras3
+    from .model import keras3
 
     keras = keras3()
     keras.utils.set_random_seed(seed)
@@ -78,7 +78,7 @@ def signals_arrays(n: int = 1500, length: int = 128, seed: int = 0) -> dict[str,
 
 def train_signals(out_dir: str | Path, epochs: int = 15, seed: int = 0) -> tuple[Path, Path]:
     """A Conv1D time-series classifier (Keras 3) for ``signals_arrays``."""
-    from .tfenv import keras3
+    from .model import keras3
 
     keras = keras3()
     keras.utils.set_random_seed(seed)
@@ -124,7 +124,7 @@ def anomaly_arrays(n_train: int = 1200, n_test: int = 400, width: int = 64,
 
 def train_anomaly(out_dir: str | Path, epochs: int = 40, seed: int = 0) -> tuple[Path, Path]:
     """A small dense autoencoder (Keras 3) trained on normal windows only; reconstruction error flags faults."""
-    from .tfenv import keras3
+    from .model import keras3
 
     keras = keras3()
     keras.utils.set_random_seed(seed)

@@ -19,17 +19,15 @@ from typing import Any
 import numpy as np
 
 from . import __version__, stagecache
-from .assess import BoardPlan, assess
 from .boards import Board, find_board
-from .dataset import Dataset, load_dataset
+from .device import Measurement, measure_on
 from .errors import DoesNotFitError, InputError
+from .firmware import FirmwareProject, relocate, self_test_vectors, write_project
 from .graph import ModelGraph, read_graph
-from .harness import Measurement, measure_on
-from .modelstage import ModelResult, build_model, model_report
-from .optimize import OptimizeOptions
+from .model import Dataset, ModelResult, OptimizeOptions, build_model, load_dataset, model_report
 from .outdir import OutputDir, write_bytes, write_text
+from .plan import BoardPlan, assess
 from .progress import Reporter
-from .project import FirmwareProject, relocate, self_test_vectors, write_project
 from .report import write_reports
 
 SCHEMA_VERSION = 1
@@ -195,8 +193,7 @@ def deploy(model_path: str | Path, options: DeployOptions | None = None,
 def _flash_and_measure(tflite: bytes, graph: ModelGraph, host_outputs: np.ndarray | None, board: Board,
                        firmware: FirmwareProject, data: Dataset | None, options: DeployOptions, tflite_path: Path,
                        reporter: Reporter) -> Measurement:
-    from .flash import flash
-    from .ports import find_port
+    from .device import find_port, flash
 
     port = options.port
     if port is not None:

@@ -1,0 +1,62 @@
+"""``tinyflow deploy``: the whole pipeline for a board."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from . import Command
+from .options import board_options, optimize_args, optimize_options, positive_int, psram_choice, psram_options
+
+
+def cmd_deploy(a: argparse.Namespace) -> int:
+    from ..errors import DoesNotFitError
+    from ..pipeline import DeployOptions, deploy
+    from ..report import RichReporter, out_console, summary_rows, table
+
+    model = a.model
+    if model is None:
+        from ..examples import bundled_digits
+
+        model, data = bundled_digits()
+        a.data = a.data or str(data)
+    options = DeployOptions(board=a.board, board_files=tuple(a.board_file or ()), data=a.data,
+                            optimize=optimize_options(a), calibration_samples=a.calibration_samples,
+                            eval_limit=a.limit, psram=psram_choice(a), port=a.port, runs=a.runs,
+                            offline_plan=not a.no_offline_plan, out=a.out, force=a.force)
+    try:
+        with RichReporter() as reporter:
+            result = deploy(model, options, reporter)
+    except DoesNotFitError:
+        out_console.print("[red]does not fit:[/red] the output folder's report.html says why and what to do")
+        raise
+    out_console.print(table(f"tinyflow deploy: {Path(model).name}", ["", ""], [list(r) for r in
+                                                                             summary_rows(result.report)]))
+    for note in result.report["memory"]["notes"]:
+        out_console.print(f"[dim]note:[/dim] {note}")
+    if result.measurement is not None and result.measurement.kind == "simulated":
+        out_console.print("[yellow]no board was attached: 'device' figures come from tinyflow's SIMULATED board "
+                          "(host timings); pass --port to measure a real one[/yellow]")
+    fw = result.report.get("firmware") or {}
+    for kind, rel in (("PlatformIO project", fw.get("platformio")), ("Arduino sketch", fw.get("arduino"))):
+        if rel:
+            out_console.print(f"{kind}: {result.out_dir / rel}")
+    out_console.print(f"report: {result.out_dir / 'report.html'}")
+    return 0
+
+
+def register(command: Command) -> None:
+    p = command("deploy", cmd_deploy, "run the whole pipeline for a board (no model: the bundled digits example)")
+    p.add_argument("model", nargs="?", help=".keras, .h5, SavedModel directory or .tflite")
+    board_options(p)
+    p.add_argument("--data", metavar="DATA.npz", help="x_train, y_train, x_test, y_test")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="evaluate on the first N test samples")
+    psram_options(p)
+    p.add_argument("--port", help="flash and measure the board on this serial port (auto: find it by USB id); "
+                                  "without it, measure on the simulated board")
+    p.add_argument("--runs", type=positive_int, default=50, help="timed runs for the latency (default 50)")
+    p.add_argument("--no-offline-plan", action="store_true",
+                   help="keep TFLM's own memory plan (by default an offline plan is written when it is smaller)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default build/<model>)")
+    p.add_argument("--force", action="store_true", help="replace an output directory tinyflow did not write")
+    optimize_args(p)

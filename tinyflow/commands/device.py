@@ -1,0 +1,121 @@
+"""``tinyflow flash``, ``measure`` and ``simulate``: the device stage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from . import Command
+from .options import board_options, positive_int
+
+
+def print_measurement(m: Any) -> None:
+    from ..report import out_console, table
+
+    j = m.to_json()
+    lat = j["latency_us"]
+    kind = "[yellow]SIMULATED[/yellow] — host timings on the tflite-micro interpreter, not a device" \
+        if m.kind == "simulated" else "[green]hardware[/green] — timed on the device"
+    rows = [["device", f"{j['board_id']} ({kind})"], ["runtime", j["runtime"]],
+            ["latency µs (min/median/p90/max)", f"{lat['min']:.0f} / {lat['median']:.0f} / {lat['p90']:.0f} / "
+                                                f"{lat['max']:.0f} over {j['runs']} runs (spread {lat['spread']:.0f})"]]
+    if j["cycles"]:
+        c = j["cycles"]
+        rows.append(["cycles (min/median/p90/max)", f"{c['min']:,.0f} / {c['median']:,.0f} / {c['p90']:,.0f} / "
+                                                   f"{c['max']:,.0f}"])
+    if j["samples"]:
+        rows += [["samples", f"{j['samples']} ({j['samples_per_s']} samples/s)"],
+                 ["bit-exact with the host TFLM", f"{100 * j['bit_exact_share']:.2f} % (max difference "
+                                                  f"{j['max_lsb_diff']} LSB)"]]
+        if j["accuracy"] is not None:
+            rows.append(["accuracy on the device", f"{100 * j['accuracy']:.2f} %"])
+    rows.append(["self-test at boot", f"{j['self_test']['passed']} of {j['self_test']['total']}"])
+    if j["resets"] or j["retries"]:
+        rows.append(["link", f"{j['resets']} resets, {j['retries']} retried requests (nothing counted twice)"])
+    out_console.print(table("tinyflow measure", ["", ""], rows))
+    if m.profile:
+        prow = [[str(p.index), p.op, f"{p.macs:,}", f"{p.us:,.1f}",
+                 "–" if p.macs_per_cycle is None else f"{p.macs_per_cycle:.2f}"] for p in m.profile]
+        out_console.print(table("per-op time on the device", ["#", "op", "MACs", "µs", "MACs/cycle"], prow, left=2))
+    elif j["profile_note"]:
+        out_console.print(f"[dim]per-op profile: {j['profile_note']}[/dim]")
+
+
+def cmd_measure(a: argparse.Namespace) -> int:
+    from ..boards import find_board
+    from ..device import measure_on
+    from ..graph import read_graph, read_tflite
+    from ..model import load_dataset
+    from ..report import RichReporter, err_console
+
+    tflite = read_tflite(a.model)
+    graph = read_graph(tflite, a.model)
+    board = find_board(a.board, tuple(a.board_file or ()))
+    data = load_dataset(a.data) if a.data else None
+    port = None if a.port in (None, "sim") else a.port
+    if port is None:
+        err_console.print("[yellow]no --port: measuring on the SIMULATED board (host timings)[/yellow]")
+    with RichReporter() as reporter:
+        m = measure_on(port, a.model, graph, tflite, board, data, a.runs, a.warmup, a.limit, None,
+                       reporter.progress, (lambda line: reporter.note(f"device: {line}")) if a.verbose else None,
+                       a.timeout)
+    if a.json:
+        print(json.dumps(m.to_json(), indent=2))
+    else:
+        print_measurement(m)
+    return 0
+
+
+def cmd_flash(a: argparse.Namespace) -> int:
+    from ..boards import find_board
+    from ..device import find_port, flash
+    from ..report import out_console
+
+    board = find_board(a.board, tuple(a.board_file or ()))
+    port = find_port(board) if a.port == "auto" else a.port
+    result = flash(a.target, port, board, a.timeout)
+    h = result.hello
+    out_console.print(f"flashed with {result.tool} on {port}; the board answers: model {h.model_sha256[:12]}…, "
+                      f"arena {h.arena_used_bytes:,} of {h.arena_bytes:,} bytes used, self-test "
+                      f"{h.self_test_passed}/{h.self_test_total}")
+    return 0
+
+
+def cmd_simulate(a: argparse.Namespace) -> int:
+    from ..device import serve
+    from ..graph import read_tflite
+
+    read_tflite(a.model)  # a bad file is a one-line error here, not a crash in the server
+    serve(a.model, a.arena, use_c=not a.python_server)
+    return 0
+
+
+def register(command: Command) -> None:
+    p = command("flash", cmd_flash, "build and upload the firmware (PlatformIO project or .bin image), then "
+                                    "wait for the board's HELLO")
+    p.add_argument("target", help="the folder `tinyflow generate`/`deploy` wrote, or a merged .bin image")
+    p.add_argument("--port", required=True, help="serial port path, or auto (find the board by its USB id)")
+    board_options(p, "board id or alias")
+    p.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for the HELLO after flashing")
+
+
+    p = command("measure", cmd_measure, "latency, per-op time and accuracy on the device (no --port: the "
+                                        "simulated board)")
+    p.add_argument("model", help="the .tflite the device runs")
+    p.add_argument("--port", help="serial port path, auto (find by USB id), or sim (default)")
+    board_options(p, "board id or alias (for auto and the baud rate)")
+    p.add_argument("--data", metavar="DATA.npz", help="stream x_test through the device and compare")
+    p.add_argument("--runs", type=positive_int, default=50, help="timed runs for the latency (default 50)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N test samples")
+    p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for an answer before retrying")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the device's log lines")
+
+
+    p = command("simulate", cmd_simulate, "serve tinyflow's protocol for a model on a pseudo-terminal (the "
+                                          "simulated board); prints the port, runs until stopped")
+    p.add_argument("model", help="a .tflite file")
+    p.add_argument("--arena", type=int, help="arena bytes (default: the planned minimum)")
+    p.add_argument("--python-server", action="store_true", help="use the Python protocol server, not the C one")

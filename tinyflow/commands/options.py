@@ -1,0 +1,54 @@
+"""Options several commands share, and the argparse types they use."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def fraction(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def optimize_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("optimization")
+    g.add_argument("--prune", type=fraction, metavar="S", help="magnitude-prune kernels to sparsity S in (0, 1)")
+    g.add_argument("--structured-2-4", action="store_true", help="2:4 structured sparsity (50%%)")
+    g.add_argument("--qat", action="store_true", help="quantization-aware training (PQAT when pruning)")
+    g.add_argument("--epochs", type=positive_int, help="fine-tuning epochs (default: 10 pruning, 3-5 QAT)")
+    g.add_argument("--calibration-samples", type=positive_int, default=200,
+                   help="training samples used to calibrate int8 ranges (default 200)")
+
+
+def optimize_options(a: argparse.Namespace) -> Any:
+    from ..model import OptimizeOptions
+
+    return OptimizeOptions(prune=a.prune, structured_2_4=a.structured_2_4, qat=a.qat, epochs=a.epochs)
+
+
+def board_options(p: argparse.ArgumentParser, help_text: str = "board id or alias (see `tinyflow boards`)") -> None:
+    p.add_argument("--board", default="esp32s3", help=help_text)
+    p.add_argument("--board-file", action="append", metavar="PATH", help="load an extra board file")
+
+
+def psram_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--psram", action="store_true", help="put the arena in PSRAM")
+    g.add_argument("--no-psram", action="store_true", help="never put the arena in PSRAM")
+
+
+def psram_choice(a: argparse.Namespace) -> bool | None:
+    return True if a.psram else (False if a.no_psram else None)

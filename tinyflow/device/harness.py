@@ -1,0 +1,255 @@
+"""Measure on the device: latency (BENCH), per-op time (PROFILE), and accuracy sample by sample against the host.
+
+Everything timed here is timed on the device (its cycle counter or microsecond timer); the host only
+carries bytes. A simulated board's times are host times, and the measurement says ``kind="simulated"``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..boards import Board
+from ..errors import DeviceError
+from ..graph import ModelGraph, dequantize, quantize
+from ..model import Dataset, class_ids, roc_auc, run_model, sample_errors
+from ..protocol import PROTOCOL_VERSION, Hello
+from .link import DeviceReset, Link
+
+MAX_RESETS = 5  # a board that keeps rebooting is broken, not unlucky
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Stats:
+    min: float
+    median: float
+    p90: float
+    max: float
+    mean: float
+    spread: float  # max - min
+
+    @staticmethod
+    def of(values: list[float] | tuple[float, ...]) -> Stats:
+        v = sorted(values)
+        p90 = v[min(len(v) - 1, int(np.ceil(0.9 * len(v))) - 1)]
+        return Stats(v[0], statistics.median(v), p90, v[-1], statistics.fmean(v), v[-1] - v[0])
+
+    def to_json(self, digits: int = 1) -> dict[str, float]:
+        return {k: round(getattr(self, k), digits) for k in ("min", "median", "p90", "max", "mean", "spread")}
+
+
+@dataclass(frozen=True)
+class OpTime:
+    index: int
+    op: str
+    macs: int
+    ticks: int
+    us: float
+    macs_per_cycle: float | None
+
+
+@dataclass(frozen=True)
+class Measurement:
+    kind: str  # "hardware" or "simulated"
+    hello: Hello
+    latency_us: Stats
+    cycles: Stats | None
+    runs: int
+    profile: tuple[OpTime, ...] | None
+    profile_note: str | None
+    samples: int
+    accuracy: float | None
+    mse: float | None  # regression / autoencoders: against y_test
+    auc: float | None  # with anomaly flags
+    bit_exact_share: float | None
+    max_lsb_diff: int | None
+    resets: int
+    retries: int
+    samples_per_s: float | None
+
+    @property
+    def label(self) -> str:
+        return "simulated (host timings, not a device)" if self.kind == "simulated" else "measured on the device"
+
+    def to_json(self) -> dict:
+        h = self.hello
+        return {
+            "kind": self.kind,
+            "label": self.label,
+            "board_id": h.board_id,
+            "runtime": h.runtime,
+            "cpu_mhz": h.cpu_mhz or None,
+            "arena_bytes": h.arena_bytes,
+            "arena_used_bytes": h.arena_used_bytes,
+            "arena_region": h.arena_region,
+            "self_test": {"passed": h.self_test_passed, "total": h.self_test_total},
+            "latency_us": self.latency_us.to_json(),
+            "cycles": self.cycles.to_json(0) if self.cycles else None,
+            "runs": self.runs,
+            "profile": None if self.profile is None else [
+                {"index": p.index, "op": p.op, "macs": p.macs, "ticks": p.ticks, "us": round(p.us, 2),
+                 "macs_per_cycle": None if p.macs_per_cycle is None else round(p.macs_per_cycle, 3)}
+                for p in self.profile],
+            "profile_note": self.profile_note,
+            "samples": self.samples,
+            "accuracy": None if self.accuracy is None else round(self.accuracy, 4),
+            "mse": None if self.mse is None else round(self.mse, 6),
+            "auc": None if self.auc is None else round(self.auc, 4),
+            "bit_exact_share": None if self.bit_exact_share is None else round(self.bit_exact_share, 4),
+            "max_lsb_diff": self.max_lsb_diff,
+            "resets": self.resets,
+            "retries": self.retries,
+            "samples_per_s": None if self.samples_per_s is None else round(self.samples_per_s, 1),
+        }
+
+
+def check_hello(hello: Hello, graph: ModelGraph, logs: list[str] | None = None) -> None:
+    if hello.version != PROTOCOL_VERSION:
+        raise DeviceError(f"the device speaks protocol version {hello.version}, this tinyflow {PROTOCOL_VERSION}: "
+                          "generate and flash the firmware with this tinyflow")
+    if hello.model_sha256 != graph.sha256:
+        raise DeviceError(f"the device runs another model (SHA-256 {hello.model_sha256[:12]}…, expected "
+                          f"{graph.sha256[:12]}…): the firmware is stale, flash it again (tinyflow flash)")
+    if hello.arena_used_bytes == 0 and not hello.simulated:
+        tail = "; ".join((logs or [])[-3:]) or "no log"
+        raise DeviceError(f"the firmware could not set up the model (AllocateTensors failed?): {tail}")
+
+
+class _Session:
+    """A link plus what to do when the device resets underneath it."""
+
+    def __init__(self, link: Link, graph: ModelGraph, logs: list[str]):
+        self.link, self.graph, self.logs = link, graph, logs
+        self.resets = 0
+
+    def call(self, fn: Callable[[], object]) -> object:
+        while True:
+            try:
+                return fn()
+            except DeviceReset as reset:
+                self.resets += 1
+                if self.resets > MAX_RESETS:
+                    raise DeviceError(f"the device reset {self.resets} times during the run: it is unstable") from None
+                check_hello(reset.hello, self.graph, self.logs)
+
+
+def _inputs(graph: ModelGraph, data: Dataset, limit: int | None) -> np.ndarray:
+    (t,) = graph.input_tensors()
+    n = len(data.x_test) if limit is None else min(limit, len(data.x_test))
+    return quantize(data.x_test[:n], t)
+
+
+def measure(link: Link, graph: ModelGraph, tflite: bytes, data: Dataset | None = None, runs: int = 50,
+            warmup: int = 5, limit: int | None = None, host_outputs: np.ndarray | None = None,
+            logs: list[str] | None = None, progress: ProgressFn | None = None) -> Measurement:
+    """Run the whole measurement over ``link``; ``host_outputs``: the host TFLM's raw outputs for x_test."""
+    logs = logs if logs is not None else []
+    session = _Session(link, graph, logs)
+    hello = session.call(link.hello)
+    check_hello(hello, graph, logs)
+    kind = "simulated" if hello.simulated else "hardware"
+    in_t, out_t = graph.input_tensors(), graph.output_tensors()
+    if len(in_t) != 1 and data is not None:
+        raise DeviceError("measuring accuracy needs a single-input model")
+    retries_before = link.retried
+
+    accuracy = mse = auc = bit_exact = max_lsb = rate = None
+    n = 0
+    first_input = bytes(sum(t.bytes for t in in_t))
+    if data is not None:
+        xq = _inputs(graph, data, limit)
+        n = len(xq)
+        if host_outputs is None:
+            host_outputs = run_model(tflite, [xq], source="host reference")[0]
+        first_input = xq[0].tobytes()
+        results: dict[int, bytes] = {}
+        started = time.perf_counter()
+        while len(results) < n:
+            i = min(k for k in range(n) if k not in results)  # the first sample without a stored result
+            r = session.call(lambda i=i: link.infer(xq[i].tobytes()))
+            results[i] = r.output
+            if progress:
+                progress("on-device accuracy", len(results), n)
+        rate = n / max(time.perf_counter() - started, 1e-9)
+        o = out_t[0]
+        device = np.stack([np.frombuffer(results[i][:o.bytes], dtype=host_outputs.dtype).reshape(o.shape[1:])
+                           for i in range(n)])
+        host = host_outputs[:n].reshape(device.shape)
+        bit_exact = float(np.mean([results[i][:o.bytes] == host[i].tobytes() for i in range(n)]))
+        max_lsb = int(np.max(np.abs(device.astype(np.int64) - host.astype(np.int64)))) if device.size else 0
+        if data.y_test is not None and data.is_classification:
+            pred = np.argmax(dequantize(device, o).reshape(n, -1), axis=1)
+            accuracy = float(np.mean(pred == class_ids(data.y_test[:n])))
+        elif data.y_test is not None:
+            errors = sample_errors(dequantize(device, o), data.y_test[:n])
+            mse = float(np.mean(errors))
+            auc = roc_auc(errors, data.anomaly[:n]) if data.anomaly is not None else None
+
+    first = session.call(lambda: link.infer(first_input))
+    budget_s = 2.0 + 3 * (warmup + runs) * max(first.latency_us, 1) / 1e6
+
+    def bench():
+        link.infer(first_input)  # after a reset the device's input tensor holds nothing meaningful
+        return link.bench(warmup, runs, timeout_s=budget_s)
+
+    b = session.call(bench)
+    latency = Stats.of(b.latency_us)
+    cycles = Stats.of(b.cycles) if any(b.cycles) else None
+
+    profile, note = None, None
+    try:
+        p = session.call(link.profile)
+        ops = graph.main.operators
+        tick_hz = p.tick_hz or 1
+        profile = tuple(OpTime(i, ops[i].name if i < len(ops) else "?", ops[i].macs if i < len(ops) else 0, t,
+                               t / tick_hz * 1e6,
+                               (ops[i].macs / t if t and i < len(ops) and hello.cpu_mhz and
+                                tick_hz == hello.cpu_mhz * 1_000_000 else None))
+                        for i, t in enumerate(p.ticks))
+    except DeviceError as e:
+        if "no per-op profiler" not in str(e):
+            raise
+        note = ("the simulated board has no per-op profiler (the tflite-micro Python interpreter does not time "
+                "ops)" if hello.simulated else str(e))
+    return Measurement(kind, hello, latency, cycles, runs, profile, note, n, accuracy, mse, auc, bit_exact, max_lsb,
+                       session.resets, link.retried - retries_before, rate)
+
+
+def measure_on(port: str | None, model_path: str | Path, graph: ModelGraph, tflite: bytes, board: Board,
+               data: Dataset | None = None, runs: int = 50, warmup: int = 5, limit: int | None = None,
+               host_outputs: np.ndarray | None = None, progress: ProgressFn | None = None,
+               on_log: Callable[[str], None] | None = None, timeout_s: float = 2.0) -> Measurement:
+    """``port``: a serial port path, "auto" (find the board by USB id), or None/"sim" for the simulated board."""
+    from .ports import find_port, open_port
+    from .simulator import SimProcess
+
+    logs: list[str] = []
+
+    def log(line: str) -> None:
+        logs.append(line)
+        if on_log:
+            on_log(line)
+
+    if port in (None, "sim"):
+        with SimProcess(model_path) as sim:
+            serial_port = open_port(sim.port, None)
+            try:
+                link = Link(serial_port, timeout_s=timeout_s, bytes_per_s=1e6, on_log=log)
+                link.wait_hello(10)
+                return measure(link, graph, tflite, data, runs, warmup, limit, host_outputs, logs, progress)
+            finally:
+                serial_port.close()
+    path = find_port(board) if port == "auto" else port
+    serial_port = open_port(path, board)
+    try:
+        link = Link(serial_port, timeout_s=timeout_s, bytes_per_s=max(board.monitor_speed / 10, 11_520), on_log=log)
+        link.wait_hello(10)
+        return measure(link, graph, tflite, data, runs, warmup, limit, host_outputs, logs, progress)
+    finally:
+        serial_port.close()

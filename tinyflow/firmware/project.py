@@ -1,0 +1,177 @@
+"""Write the firmware projects a user opens and builds: a PlatformIO project and an Arduino sketch.
+
+One template set serves every board; what differs between boards (framework, console, PSRAM, TFLM
+library) comes from the board file. Files are rendered in memory and written into an output folder
+that is published whole (see ``outdir``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..graph import ModelGraph, quantize
+from ..model import run_model
+from ..outdir import OutputDir, write_text
+from ..paths import templates_dir
+from ..plan import BoardPlan
+from .codegen import SelfTest, context, render
+
+# Shared sources: (template, file name stem). Arduino compiles .cpp, ESP-IDF takes .cc.
+_COMMON = [("common/model_data.h.j2", "model_data.h"), ("common/model_data.cc.j2", "model_data.cc"),
+           ("common/op_resolver.h.j2", "op_resolver.h"), ("common/tinyflow_config.h.j2", "tinyflow_config.h"),
+           ("common/tinyflow_app.cc.j2", "tinyflow_app.cc")]
+_STATIC = ["tinyflow_protocol.h", "tinyflow_protocol.cc", "tinyflow_platform.h", "tinyflow_app.h"]
+
+
+@dataclass(frozen=True)
+class FirmwareProject:
+    root: Path
+    platformio: Path | None
+    arduino: Path | None
+    files: tuple[Path, ...]
+
+
+def self_test_vectors(tflite: bytes, graph: ModelGraph, count: int, x: np.ndarray | None,
+                      seed: int = 0) -> SelfTest | None:
+    """``count`` inputs (test samples when given, else random ones) and the host TFLM's outputs for them."""
+    if count <= 0:
+        return None
+    inputs = graph.input_tensors()
+    if len(inputs) != 1:
+        raise InputError("--self-test supports single-input models")
+    t = inputs[0]
+    if x is not None:
+        q = quantize(x[:count].astype(np.float32), t)
+    else:
+        rng = np.random.default_rng(seed)
+        info = np.iinfo(np.int8 if t.dtype == "INT8" else np.int16 if t.dtype == "INT16" else np.uint8)
+        q = rng.integers(info.min, info.max + 1, size=(count, *t.shape[1:])).astype(info.dtype)
+    outs = run_model(tflite, [q], source="self-test")
+    rows_out = [b"".join(np.ascontiguousarray(o[i]).tobytes() for o in outs) for i in range(len(q))]
+    return SelfTest([np.ascontiguousarray(r).tobytes() for r in q], rows_out)
+
+
+def _arduino_fqbn(ctx: dict[str, Any], scheme: str | None) -> str:
+    ard = ctx["arduino"]
+    options = dict(ard["options"])
+    if scheme:
+        options["PartitionScheme"] = scheme
+    return ard["fqbn"] + (":" + ",".join(f"{k}={v}" for k, v in options.items()) if options else "")
+
+
+def _write(path: Path, text: str, files: list[Path]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, text)
+    files.append(path)
+
+
+def _common_sources(ctx: dict[str, Any], dest: Path, ext: str, files: list[Path]) -> None:
+    for template, name in _COMMON:
+        _write(dest / name.replace(".cc", ext), render(template, ctx), files)
+    for name in _STATIC:
+        target = dest / name.replace(".cc", ext)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(templates_dir() / "common" / name, target)
+        files.append(target)
+
+
+def _platformio(ctx: dict[str, Any], dest: Path, files: list[Path]) -> None:
+    pio = ctx["platformio"]
+    espidf = pio["framework"] == "espidf"
+    c = {**ctx, "framework": pio["framework"], "env_name": ctx["env_name"], "upload_speed": ctx["upload_speed"]}
+    _write(dest / "platformio.ini", render("platformio/platformio.ini.j2", c), files)
+    if espidf:
+        _write(dest / "CMakeLists.txt", render("platformio/CMakeLists.txt.j2", c), files)
+        _write(dest / "sdkconfig.defaults", render("platformio/sdkconfig.defaults.j2", c), files)
+        _write(dest / "partitions.csv", render("platformio/partitions.csv.j2", c), files)
+        src = dest / "src"
+        _write(src / "CMakeLists.txt", render("platformio/src/CMakeLists.txt.j2", c), files)
+        _write(src / "idf_component.yml", render("platformio/src/idf_component.yml.j2", c), files)
+        _write(src / "main.cc", render("platformio/src/main.cc.j2", c), files)
+        _write(src / "tinyflow_platform_espidf.cc", render("platformio/src/tinyflow_platform_espidf.cc.j2", c), files)
+        _common_sources(c, src, ".cc", files)
+    else:
+        src = dest / "src"
+        _write(src / "main.cpp", render("arduino/sketch.ino.j2", c), files)
+        _write(src / "tinyflow_platform_arduino.cpp", render("arduino/tinyflow_platform_arduino.cpp.j2", c), files)
+        _common_sources(c, src, ".cpp", files)
+
+
+def _arduino(ctx: dict[str, Any], dest: Path, files: list[Path]) -> None:
+    sketch = ctx["arduino"]["sketch"]
+    folder = dest / sketch
+    _write(folder / f"{sketch}.ino", render("arduino/sketch.ino.j2", ctx), files)
+    _write(folder / "tinyflow_platform_arduino.cpp", render("arduino/tinyflow_platform_arduino.cpp.j2", ctx), files)
+    _common_sources(ctx, folder, ".cpp", files)
+    _write(folder / "README.md", render("arduino/README.md.j2", {**ctx, "sketch": sketch}), files)
+    if "@" in ctx["arduino"]["core"]:
+        _write(folder / "sketch.yaml", render("arduino/sketch.yaml.j2", ctx), files)
+    partition = ctx["partition"]
+    if partition and partition["arduino_scheme"] == "custom":
+        _write(folder / "partitions.csv", render("platformio/partitions.csv.j2", ctx), files)
+
+
+def build_context(graph: ModelGraph, tflite: bytes, bp: BoardPlan, model_name: str,
+                  labels: list[str] | None = None, self_test: SelfTest | None = None) -> dict[str, Any]:
+    ctx = context(graph, tflite, bp, model_name, labels, self_test)
+    board, budget = bp.board, bp.budget
+    table = next((t for t in board.partition_tables if t.name == budget.partition_table), None)
+    ctx["partition"] = None if table is None or table.csv is None else {
+        "name": table.name, "app_bytes": table.app_bytes, "csv": table.csv.strip(),
+        "arduino_scheme": table.arduino_scheme}
+    ctx["flash_total"] = budget.flash_total_bytes
+    ctx["env_name"] = board.id.replace("-", "_")
+    ctx["upload_speed"] = board.upload_speed
+    if ctx["platformio"] is not None:
+        ctx["platformio"]["lib_deps"] = list(board.platformio.lib_deps)
+    if ctx["arduino"] is not None:
+        scheme = table.arduino_scheme if table else None
+        ctx["fqbn"] = _arduino_fqbn(ctx, scheme)
+    ctx["arduino_include"] = board.arduino.include if board.arduino else None
+    ctx["arduino_defines"] = list(board.arduino.defines) if board.arduino else []
+    ctx["arduino_libraries"] = list(board.arduino.libraries) if board.arduino else []
+    return ctx
+
+
+def write_project(dest: Path, graph: ModelGraph, tflite: bytes, bp: BoardPlan, model_name: str,
+                  labels: list[str] | None = None, self_test: SelfTest | None = None) -> FirmwareProject:
+    """Write ``dest/platformio`` and ``dest/arduino/<sketch>`` (those the board describes) into ``dest``."""
+    if not bp.fits:
+        raise InputError(f"the model does not fit {bp.board.id}; run `tinyflow plan` to see why")
+    ctx = build_context(graph, tflite, bp, model_name, labels, self_test)
+    files: list[Path] = []
+    pio_dir = ard_dir = None
+    if ctx["platformio"] is not None:
+        pio_dir = dest / "platformio"
+        _platformio(ctx, pio_dir, files)
+    if ctx["arduino"] is not None:
+        ard_dir = dest / "arduino" / ctx["arduino"]["sketch"]
+        _arduino(ctx, dest / "arduino", files)
+    return FirmwareProject(dest, pio_dir, ard_dir, tuple(files))
+
+
+def generate(graph: ModelGraph, tflite: bytes, bp: BoardPlan, out: str | Path, model_name: str,
+             labels: list[str] | None = None, self_test: SelfTest | None = None,
+             force: bool = False) -> FirmwareProject:
+    """``tinyflow generate``: the projects in ``out``, all or nothing."""
+    with OutputDir(out, force) as outdir:
+        staging = outdir.path
+        project = write_project(staging, graph, tflite, bp, model_name, labels, self_test)
+        root = outdir.publish()
+    return relocate(project, staging, root)
+
+
+def relocate(project: FirmwareProject, old: Path, new: Path) -> FirmwareProject:
+    """The same project after its folder moved from ``old`` to ``new`` (an output directory's publish)."""
+
+    def move(p: Path | None) -> Path | None:
+        return None if p is None else new / p.relative_to(old)
+
+    return FirmwareProject(new, move(project.platformio), move(project.arduino),
+                           tuple(move(f) for f in project.files))

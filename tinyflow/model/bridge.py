@@ -1,0 +1,236 @@
+"""Rebuild a Keras 3 model in tf_keras (Keras 2) with the same weights, so that TF-MOT can optimize it.
+
+TF-MOT only accepts tf_keras models, and Keras 3 ``.keras`` files do not load in tf_keras. The bridge
+reads the Keras 3 model's functional graph (its config), creates the equivalent tf_keras layer for each
+layer TinyML models use, copies the weights and checks that both models give the same outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+_CONV = ("filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate", "groups", "activation",
+         "use_bias")
+_DEPTHWISE = ("kernel_size", "strides", "padding", "depth_multiplier", "data_format", "dilation_rate", "activation",
+              "use_bias")
+_SEPARABLE = ("filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate", "depth_multiplier",
+              "activation", "use_bias")
+_POOL = ("pool_size", "strides", "padding", "data_format")
+_GLOBAL_POOL = ("data_format", "keepdims")
+
+# Keras 3 class name -> the config keys carried over to the tf_keras layer of the same name. Initializers,
+# regularizers and constraints are not carried: weights are copied, and fine-tuning runs without them.
+_LAYERS: dict[str, tuple[str, ...]] = {
+    "Dense": ("units", "activation", "use_bias"),
+    "Conv1D": _CONV,
+    "Conv2D": _CONV,
+    "DepthwiseConv1D": _DEPTHWISE,
+    "DepthwiseConv2D": _DEPTHWISE,
+    "SeparableConv1D": _SEPARABLE,
+    "SeparableConv2D": _SEPARABLE,
+    "BatchNormalization": ("axis", "momentum", "epsilon", "center", "scale"),
+    "MaxPooling1D": _POOL,
+    "MaxPooling2D": _POOL,
+    "AveragePooling1D": _POOL,
+    "AveragePooling2D": _POOL,
+    "GlobalAveragePooling1D": _GLOBAL_POOL,
+    "GlobalAveragePooling2D": _GLOBAL_POOL,
+    "GlobalMaxPooling1D": _GLOBAL_POOL,
+    "GlobalMaxPooling2D": _GLOBAL_POOL,
+    "Activation": ("activation",),
+    "ReLU": ("max_value", "negative_slope", "threshold"),
+    "LeakyReLU": ("negative_slope",),
+    "ELU": ("alpha",),
+    "PReLU": ("shared_axes",),
+    "Softmax": ("axis",),
+    "Flatten": ("data_format",),
+    "Reshape": ("target_shape",),
+    "Permute": ("dims",),
+    "Rescaling": ("scale", "offset"),
+    "Dropout": ("rate", "noise_shape", "seed"),
+    "SpatialDropout1D": ("rate",),
+    "SpatialDropout2D": ("rate",),
+    "GaussianNoise": ("stddev",),
+    "Add": (),
+    "Subtract": (),
+    "Multiply": (),
+    "Average": (),
+    "Maximum": (),
+    "Minimum": (),
+    "Concatenate": ("axis",),
+    "ZeroPadding1D": ("padding",),
+    "ZeroPadding2D": ("padding", "data_format"),
+}
+
+# Keras 3 activation names that tf_keras spells differently.
+_ACTIVATION_ALIASES = {"silu": "swish"}
+
+
+def supported_layers() -> tuple[str, ...]:
+    return tuple(sorted(_LAYERS))
+
+
+def _activation(value: Any, layer: str, source: Path) -> str:
+    if not isinstance(value, str):
+        raise InputError(f"{source}: layer '{layer}' uses a custom activation {value!r}; only named activations "
+                         "(relu, relu6, sigmoid, tanh, softmax, ...) can be bridged to tf_keras")
+    return _ACTIVATION_ALIASES.get(value, value)
+
+
+def _tf_keras_layer(tfk: Any, class_name: str, config: dict[str, Any], source: Path) -> Any:
+    name = config.get("name", class_name)
+    kwargs: dict[str, Any] = {}
+    for key in _LAYERS[class_name]:
+        if key not in config:
+            continue
+        value = config[key]
+        if key == "activation":
+            value = _activation(value, name, source)
+        if isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    if class_name == "LeakyReLU":  # Keras 3 renamed tf_keras' alpha
+        kwargs = {"alpha": kwargs.get("negative_slope", 0.3)}
+    if class_name == "ReLU" and kwargs.get("max_value") is None:
+        kwargs.pop("max_value", None)
+    if class_name == "Dropout" and kwargs.get("noise_shape") is None:
+        kwargs.pop("noise_shape", None)
+    if class_name in ("Conv1D", "Conv2D") and kwargs.get("groups", 1) == 1:
+        kwargs.pop("groups", None)
+    try:
+        return getattr(tfk.layers, class_name)(name=name, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{source}: layer '{name}' ({class_name}) cannot be rebuilt in tf_keras: {e}") from None
+
+
+def _unsupported(source: Path, name: str, class_name: str) -> InputError:
+    if class_name in ("Functional", "Sequential", "Model"):
+        return InputError(f"{source}: layer '{name}' is a nested model; tinyflow's Keras 3 bridge needs a flat "
+                          "model, so rebuild it without the sub-model")
+    return InputError(f"{source}: layer '{name}' ({class_name}) is not supported by tinyflow's Keras 3 bridge; "
+                      f"supported layers: {', '.join(supported_layers())}")
+
+
+def _flat_config(model: Any) -> tuple[list[dict], list, list]:
+    """(layers, input keys, output keys) of a Keras 3 model, Sequential models made functional."""
+    config = model.get_config()
+    if type(model).__name__ != "Sequential":
+        ins, outs = config["input_layers"], config["output_layers"]
+        # A single input/output is stored as one [name, node, index] triple rather than a list of them.
+        ins = [ins] if ins and isinstance(ins[0], str) else ins
+        outs = [outs] if outs and isinstance(outs[0], str) else outs
+        return config["layers"], [tuple(i) for i in ins], [tuple(o) for o in outs]
+    layers = list(config["layers"])
+    if not layers or layers[0]["class_name"] != "InputLayer":
+        shape = getattr(model, "input_shape", None)
+        if shape is None:
+            raise InputError("the Keras 3 Sequential model has no input shape; build it with keras.Input(...)")
+        layers.insert(0, {"class_name": "InputLayer", "config": {"name": "input", "batch_shape": list(shape)}})
+    previous = layers[0]["config"]["name"]
+    chained = [dict(layers[0], name=previous)]
+    for layer in layers[1:]:
+        ref = {"class_name": "__keras_tensor__", "config": {"keras_history": [previous, 0, 0]}}
+        name = layer["config"]["name"]
+        chained.append(dict(layer, name=name, inbound_nodes=[{"args": [ref], "kwargs": {}}]))
+        previous = name
+    return chained, [(chained[0]["name"], 0, 0)], [(previous, 0, 0)]
+
+
+def _resolve(arg: Any, tensors: dict[tuple, Any]) -> Any:
+    if isinstance(arg, dict) and arg.get("class_name") == "__keras_tensor__":
+        return tensors[tuple(arg["config"]["keras_history"])]
+    if isinstance(arg, list | tuple):
+        return [_resolve(a, tensors) for a in arg]
+    return arg
+
+
+def rebuild_in_tf_keras(model: Any, source: Path) -> Any:
+    """A tf_keras model with the Keras 3 ``model``'s graph and weights, checked to give the same outputs."""
+    from .tfenv import tf_keras
+
+    tfk = tf_keras()
+    layers, input_keys, output_keys = _flat_config(model)
+    tensors: dict[tuple, Any] = {}
+    built: dict[str, Any] = {}
+    for entry in layers:
+        class_name, config = entry["class_name"], entry["config"]
+        name = entry.get("name", config.get("name"))
+        if class_name == "InputLayer":
+            shape = config.get("batch_shape") or config.get("batch_input_shape")
+            tensors[(name, 0, 0)] = tfk.Input(shape=tuple(shape[1:]), name=name)
+            continue
+        if class_name not in _LAYERS:
+            raise _unsupported(source, name, class_name)
+        layer = built[name] = _tf_keras_layer(tfk, class_name, config, source)
+        for node_index, node in enumerate(entry.get("inbound_nodes", [])):
+            if any(_resolve(v, tensors) is not v for v in node.get("kwargs", {}).values()):
+                raise InputError(f"{source}: layer '{name}' takes a tensor keyword argument (e.g. a mask); "
+                                 "tinyflow's Keras 3 bridge cannot rebuild it")
+            args = [_resolve(a, tensors) for a in node["args"]]
+            out = layer(*args)
+            outs = out if isinstance(out, list | tuple) else [out]
+            for tensor_index, t in enumerate(outs):
+                tensors[(name, node_index, tensor_index)] = t
+
+    def lookup(keys: list) -> list:
+        return [tensors[k] for k in keys]
+
+    rebuilt = tfk.Model(lookup(input_keys), lookup(output_keys), name=model.name)
+    for layer in model.layers:
+        if layer.name in built:
+            try:
+                built[layer.name].set_weights(layer.get_weights())
+            except ValueError as e:
+                raise InputError(f"{source}: weights of layer '{layer.name}' do not fit its tf_keras twin: {e}") \
+                    from None
+    _check_same_outputs(model, rebuilt, source, _diagnose_layer_factory(model, rebuilt, built))
+    return rebuilt
+
+
+def _random_inputs(model: Any, count: int = 4) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.normal(size=(count, *[d or 1 for d in t.shape[1:]])).astype(np.float32) for t in model.inputs]
+
+
+def _as_list(y: Any) -> list[np.ndarray]:
+    return [np.asarray(a) for a in (y if isinstance(y, list | tuple) else [y])]
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> bool:
+    scale = max(1.0, float(np.max(np.abs(a))) if a.size else 1.0)
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-4, atol=1e-4 * scale))
+
+
+def _diagnose_layer_factory(k3: Any, k2: Any, built: dict[str, Any]) -> Callable[[Any], str | None]:
+    def first_divergent_layer(inputs: Any) -> str | None:
+        import keras
+
+        for layer in k3.layers:
+            twin = built.get(layer.name)
+            if twin is None:
+                continue
+            a = keras.Model(k3.inputs, layer.output)(inputs)
+            b = type(k2)(k2.inputs, twin.output)(inputs)
+            if not all(_close(x, y) for x, y in zip(_as_list(a), _as_list(b), strict=False)):
+                return layer.name
+        return None
+
+    return first_divergent_layer
+
+
+def _check_same_outputs(k3: Any, k2: Any, source: Path, diagnose: Callable[[Any], str | None]) -> None:
+    inputs = _random_inputs(k3)
+    a = _as_list(k3(inputs if len(inputs) > 1 else inputs[0], training=False))
+    b = _as_list(k2(inputs if len(inputs) > 1 else inputs[0], training=False))
+    if len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=False)):
+        return
+    layer = diagnose(inputs if len(inputs) > 1 else inputs[0])
+    where = f" (first difference at layer '{layer}')" if layer else ""
+    raise InputError(f"{source}: the tf_keras rebuild of this Keras 3 model gives different outputs{where}; "
+                     "that layer's options are not bridged yet, save the model as .h5 from tf_keras instead")

@@ -1,0 +1,121 @@
+"""The user's data file (``DATA.npz`` with x_train, y_train, x_test, y_test): load it and check it."""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    source: Path
+    x_train: np.ndarray
+    y_train: np.ndarray | None
+    x_test: np.ndarray
+    y_test: np.ndarray | None
+    labels: tuple[str, ...] | None = None  # class names, from an optional "labels" array
+    anomaly: np.ndarray | None = None  # 1 marks an anomalous x_test sample (autoencoders: AUC of the error)
+
+    @property
+    def has_labels(self) -> bool:
+        return self.y_train is not None and self.y_test is not None
+
+    @property
+    def is_classification(self) -> bool:
+        """Integer class ids (or one-hot rows) rather than values to regress or reconstruct."""
+        return self.y_test is not None and _is_class_labels(self.y_test)
+
+
+def _is_class_labels(y: np.ndarray) -> bool:
+    if np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_):
+        return True
+    # One-hot float rows: every row has exactly one 1 and zeros elsewhere.
+    if y.ndim == 2 and y.shape[1] > 1 and np.all((y == 0) | (y == 1)):
+        return bool(np.all(y.sum(axis=1) == 1))
+    return False
+
+
+def class_ids(y: np.ndarray) -> np.ndarray:
+    """Labels as integer class ids, whether given as ids, a column of ids, or one-hot rows."""
+    if y.ndim == 2 and y.shape[1] > 1:
+        return np.argmax(y, axis=1)
+    return y.reshape(len(y)).astype(np.int64)
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: data file not found; give an .npz with x_train, y_train, x_test, y_test")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: np.asarray(npz[k]) for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise InputError(f"{path}: not a readable .npz file ({e}); save it with numpy.savez") from None
+
+    missing = [k for k in ("x_train", "x_test") if k not in arrays]
+    if missing:
+        raise InputError(f"{path}: missing {', '.join(missing)}; the .npz needs x_train, y_train, x_test, y_test")
+    has_y = [k for k in ("y_train", "y_test") if k in arrays]
+    if len(has_y) == 1:
+        raise InputError(f"{path}: has {has_y[0]} but not the other label array; give both y_train and y_test")
+
+    for k in KEYS:
+        if k not in arrays:
+            continue
+        a = arrays[k]
+        if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.bool_)):
+            raise InputError(f"{path}: {k} has dtype {a.dtype}; it must be numeric")
+        if a.ndim == 0 or len(a) == 0:
+            raise InputError(f"{path}: {k} is empty; it needs at least one sample")
+        if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
+            bad = int(np.count_nonzero(~np.isfinite(a)))
+            raise InputError(f"{path}: {k} contains {bad} NaN or infinite values; clean or drop those samples")
+
+    for x, y in (("x_train", "y_train"), ("x_test", "y_test")):
+        if y in arrays and len(arrays[y]) != len(arrays[x]):
+            raise InputError(f"{path}: {x} has {len(arrays[x])} samples but {y} has {len(arrays[y])}; "
+                             "they must match")
+    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+        raise InputError(f"{path}: x_train samples are {arrays['x_train'].shape[1:]} but x_test samples are "
+                         f"{arrays['x_test'].shape[1:]}; they must have the same shape")
+
+    labels = None
+    if "labels" in arrays:
+        raw = arrays["labels"]
+        if raw.ndim != 1 or not (np.issubdtype(raw.dtype, np.str_) or np.issubdtype(raw.dtype, np.integer)):
+            raise InputError(f"{path}: labels must be a 1-D array of class names (strings)")
+        labels = tuple(str(v) for v in raw)
+
+    anomaly = None
+    if "anomaly" in arrays:
+        anomaly = arrays["anomaly"].reshape(-1)
+        if len(anomaly) != len(arrays["x_test"]) or not np.all(np.isin(anomaly, (0, 1))):
+            raise InputError(f"{path}: anomaly must hold one 0/1 flag per x_test sample")
+
+    return Dataset(
+        source=path,
+        x_train=arrays["x_train"].astype(np.float32),
+        y_train=arrays.get("y_train"),
+        x_test=arrays["x_test"].astype(np.float32),
+        y_test=arrays.get("y_test"),
+        labels=labels,
+        anomaly=anomaly,
+    )
+
+
+def check_matches_input(data: Dataset, input_shape: tuple[int | None, ...], what: str) -> None:
+    """``input_shape`` excludes the batch axis; None/-1 dimensions accept anything."""
+    sample = data.x_train.shape[1:]
+    ok = len(sample) == len(input_shape) and all(
+        d in (None, -1) or d == s for d, s in zip(input_shape, sample, strict=True))
+    if not ok:
+        want = "x".join("?" if d in (None, -1) else str(d) for d in input_shape)
+        got = "x".join(map(str, sample))
+        raise InputError(f"{data.source}: samples are {got} but {what} takes {want}; reshape x_train and x_test")

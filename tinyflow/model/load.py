@@ -1,0 +1,108 @@
+"""Load a user's model: Keras 3 ``.keras``, legacy tf_keras ``.h5``/``.keras``/SavedModel, or a ready ``.tflite``."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..graph import read_tflite
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    source: Path
+    format: str  # "keras3", "tf_keras", "savedmodel", "tflite"
+    keras_model: Any | None  # a tf_keras model, ready for TF-MOT
+    tflite: bytes | None  # set only for a .tflite input, which skips optimize and convert
+
+    @property
+    def bridged(self) -> bool:
+        return self.format == "keras3"
+
+
+def _keras_version_of_zip(path: Path) -> str:
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            if "metadata.json" in names:
+                return str(json.loads(z.read("metadata.json")).get("keras_version", ""))
+            if "config.json" in names:
+                return ""
+    except (zipfile.BadZipFile, OSError, json.JSONDecodeError, KeyError):
+        pass
+    raise InputError(f"{path}: not a valid .keras file (not a zip with config.json); re-save it with model.save()")
+
+
+def _keras_version_of_h5(path: Path) -> str:
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            v = f.attrs.get("keras_version", "")
+            return v.decode() if isinstance(v, bytes) else str(v)
+    except OSError:
+        raise InputError(f"{path}: not a valid HDF5 model file; re-save it with model.save('model.h5')") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:300] if text else type(e).__name__
+
+
+def _load_keras3(path: Path) -> Any:
+    from .bridge import rebuild_in_tf_keras
+    from .tfenv import keras3
+
+    keras = keras3()
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:  # Keras raises many types for a bad file; all mean the same to the user
+        raise InputError(f"{path}: Keras 3 could not load this model ({_first_line(e)})") from None
+    return rebuild_in_tf_keras(model, path)
+
+
+def _load_tf_keras(path: Path) -> Any:
+    from .tfenv import tf_keras
+
+    tfk = tf_keras()
+    try:
+        return tfk.models.load_model(path, compile=False)
+    except Exception as e:
+        raise InputError(f"{path}: tf_keras could not load this model ({_first_line(e)}); custom layers are not "
+                         "supported") from None
+
+
+def load_model(path: str | Path) -> LoadedModel:
+    """Load any supported model file; Keras 3 models are rebuilt in tf_keras (see ``bridge``)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: model file not found")
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        if not (path / "saved_model.pb").is_file():
+            raise InputError(f"{path}: a directory but not a SavedModel (no saved_model.pb); give a .keras, .h5, "
+                             "SavedModel directory or .tflite")
+        return LoadedModel(path, "savedmodel", _load_tf_keras(path), None)
+    if suffix == ".tflite":
+        return LoadedModel(path, "tflite", None, read_tflite(path))
+    if suffix == ".keras":
+        version = _keras_version_of_zip(path)
+        if version.startswith("3"):
+            return LoadedModel(path, "keras3", _load_keras3(path), None)
+        return LoadedModel(path, "tf_keras", _load_tf_keras(path), None)
+    if suffix in (".h5", ".hdf5"):
+        version = _keras_version_of_h5(path)
+        if version.startswith("3"):
+            return LoadedModel(path, "keras3", _load_keras3(path), None)
+        return LoadedModel(path, "tf_keras", _load_tf_keras(path), None)
+    raise InputError(f"{path}: unknown model format '{suffix or path.name}'; give a .keras, .h5, SavedModel "
+                     "directory or .tflite")
+
+
+def model_io_shapes(model: Any) -> tuple[list[tuple], list[tuple]]:
+    """Input and output shapes of a tf_keras model, without the batch axis."""
+    return ([tuple(t.shape[1:]) for t in model.inputs], [tuple(t.shape[1:]) for t in model.outputs])

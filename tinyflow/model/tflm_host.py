@@ -1,0 +1,233 @@
+"""Run the real TFLM interpreter (the ``tflite-micro`` package) on the host, always in a child process.
+
+TFLM aborts the whole process on some models (e.g. a softmax whose multiplier is unrepresentable), so
+tinyflow never loads a model into TFLM in its own process. The parent writes a request ``.npz``, runs
+a child Python on ``_child``, and reads the answer back; a crash becomes a clear error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DoesNotFitError, InputError
+
+# Generous default for runs that are not about memory: the interpreter only needs to build.
+DEFAULT_RUN_ARENA = 8 * 1024 * 1024
+_TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class Allocations:
+    """What the RecordingMicroAllocator reports after AllocateTensors."""
+
+    total_bytes: int
+    head_bytes: int
+    tail_bytes: int
+    buckets: dict[str, int]
+
+
+def tflm_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("tflite-micro")
+    except Exception:
+        return "unknown"
+
+
+# The child is started with -c, not -m: the package's __init__ imports this module, and running it
+# with -m would execute it a second time as __main__.
+_CHILD = "import sys; from tinyflow.model.tflm_host import _child; _child(*sys.argv[1:4])"
+
+
+class TflmCrash(Exception):
+    def __init__(self, returncode: int, stderr: str):
+        super().__init__(stderr)
+        self.returncode, self.stderr = returncode, stderr
+
+
+def _call(command: str, request: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    with tempfile.TemporaryDirectory(prefix="tinyflow-tflm-") as tmp:
+        req, resp = Path(tmp) / "request.npz", Path(tmp) / "response.npz"
+        np.savez(req, **request)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        proc = subprocess.run(
+            [sys.executable, "-c", _CHILD, command, str(req), str(resp)],
+            capture_output=True, text=True, timeout=_TIMEOUT_S, env=env,
+        )
+        if proc.returncode != 0 or not resp.exists():
+            raise TflmCrash(proc.returncode, proc.stderr)
+        with np.load(resp, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+
+def _tflm_message(stderr: str) -> str:
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith(("Traceback", "  File"))]
+    return "; ".join(lines[-3:])[:400] if lines else "no message"
+
+
+def _explain_crash(err: TflmCrash, source: str) -> Exception:
+    msg = _tflm_message(err.stderr)
+    if err.returncode < 0:
+        return DoesNotFitError(f"{source}: TFLM aborted (signal {-err.returncode}) while loading the model: {msg}; "
+                               "run `tinyflow plan` to see which op's quantization causes it")
+    missing = re.search(r"Didn't find op for builtin opcode '(\w+)'", err.stderr)
+    if missing:
+        return InputError(f"{source}: TFLM has no kernel for op {missing.group(1)}; replace that layer")
+    return InputError(f"{source}: TFLM could not run the model: {msg}")
+
+
+def run_model(model: bytes, inputs: list[np.ndarray], arena_size: int | None = None,
+              source: str = "<model>") -> list[np.ndarray]:
+    """Invoke the model once per sample; ``inputs[i]`` holds every sample for input tensor ``i``."""
+    request = {"model": np.frombuffer(model, dtype=np.uint8),
+               "arena": np.array(arena_size or DEFAULT_RUN_ARENA)}
+    for i, x in enumerate(inputs):
+        request[f"in{i}"] = x
+    try:
+        out = _call("run", request)
+    except TflmCrash as e:
+        raise _explain_crash(e, source) from None
+    return [out[f"out{i}"] for i in range(len([k for k in out if k.startswith("out")]))]
+
+
+def builds(model: bytes, arena_size: int, source: str = "<model>") -> bool:
+    """Whether the interpreter builds (AllocateTensors succeeds) with exactly ``arena_size`` bytes."""
+    try:
+        out = _call("builds", {"model": np.frombuffer(model, dtype=np.uint8), "arena": np.array([arena_size])})
+    except TflmCrash as e:
+        raise _explain_crash(e, source) from None
+    return bool(out["ok"][0])
+
+
+def smallest_arena(model: bytes, source: str = "<model>") -> int:
+    """The smallest ``arena_size`` with which the real interpreter builds, found by bisection."""
+    try:
+        out = _call("smallest", {"model": np.frombuffer(model, dtype=np.uint8)})
+    except TflmCrash as e:
+        raise _explain_crash(e, source) from None
+    return int(out["smallest"][0])
+
+
+def allocations(model: bytes, arena_size: int | None = None, source: str = "<model>") -> Allocations:
+    try:
+        out = _call("allocations", {"model": np.frombuffer(model, dtype=np.uint8),
+                                    "arena": np.array(arena_size or DEFAULT_RUN_ARENA)})
+    except TflmCrash as e:
+        raise _explain_crash(e, source) from None
+    return parse_allocations(str(out["text"]))
+
+
+def parse_allocations(text: str) -> Allocations:
+    def grab(label: str) -> int:
+        m = re.search(rf"Arena allocation {label} (\d+) bytes", text)
+        return int(m.group(1)) if m else 0
+
+    buckets = {m.group(1): int(m.group(2)) for m in re.finditer(r"'([^']+)' used (\d+) bytes", text)}
+    return Allocations(grab("total"), grab("head"), grab("tail"), buckets)
+
+
+# ---- the child process -------------------------------------------------------------------------------
+
+
+def _interpreter(model: bytes, arena: int):
+    from tflite_micro import runtime
+
+    return runtime.Interpreter.from_bytes(model, arena_size=int(arena))
+
+
+def _try_build(model: bytes, arena: int) -> bool:
+    """Build in a forked process: after a failed Prepare, TFLM's allocator state can crash the next build
+    in the same process (seen: "All temp buffers must be freed before calling ResetTempAllocations()")."""
+    pid = os.fork()
+    if pid == 0:  # the child: exit code says whether it built; never return into Python's stack
+        code = 1
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            _interpreter(model, arena)
+            code = 0
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def _smallest(model: bytes) -> int:
+    hi = max(4096, 16 * len(model))
+    # One build here first: the interpreter's one-time start-up (~0.2 s) is then inherited by every forked
+    # trial instead of being paid in each. A model that fails even with this arena fails the search anyway.
+    _interpreter(model, hi * 4)
+    while not _try_build(model, hi):
+        if hi > 1 << 31:
+            raise RuntimeError("the model does not build even with a 2 GB arena")
+        hi *= 2
+    lo = 0  # invariant: lo fails, hi builds
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _try_build(model, mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _capture_c_output(fn) -> str:
+    """What C code writes to stdout and stderr (file descriptors 1 and 2) while ``fn`` runs."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile(mode="w+b") as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        try:
+            fn()
+        finally:
+            for fd, copy in zip((1, 2), saved, strict=True):
+                os.dup2(copy, fd)
+                os.close(copy)
+        f.seek(0)
+        return f.read().decode(errors="replace")
+
+
+def _child(command: str, req_path: str, resp_path: str) -> None:
+    with np.load(req_path, allow_pickle=False) as z:
+        req = {k: z[k] for k in z.files}
+    model = req["model"].tobytes()
+    if command == "run":
+        it = _interpreter(model, int(req["arena"]))
+        inputs = [req[f"in{i}"] for i in range(len([k for k in req if k.startswith("in")]))]
+        n = len(inputs[0])
+        from ..graph import read_graph
+
+        n_out = len(read_graph(model).main.outputs)
+        outs: list[list[np.ndarray]] = []
+        for s in range(n):
+            for i, x in enumerate(inputs):
+                it.set_input(x[s:s + 1], i)
+            it.invoke()
+            results = [np.array(it.get_output(k)) for k in range(n_out)]
+            outs.append(results)
+        np.savez(resp_path, **{f"out{k}": np.concatenate([o[k] for o in outs]) for k in range(len(outs[0]))})
+    elif command == "builds":
+        np.savez(resp_path, ok=np.array([_try_build(model, int(req["arena"][0]))]))
+    elif command == "smallest":
+        np.savez(resp_path, smallest=np.array([_smallest(model)]))
+    elif command == "allocations":
+        it = _interpreter(model, int(req["arena"]))
+        text = _capture_c_output(it.print_allocations)
+        np.savez(resp_path, text=np.array(text))
+    else:
+        raise SystemExit(f"unknown command {command}")
+

@@ -1,0 +1,156 @@
+"""Everything ``tinyflow plan`` says about a model on a board: exact arena, budget, hazards, latency estimate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..boards import Board, all_boards
+from ..errors import InputError
+from ..graph import ModelGraph, read_graph
+from .budget import Budget, check
+from .hazards import Hazard, find_hazards
+from .kernel_libraries import library_label
+from .latency import LatencyEstimate, estimate
+from .placement import OfflinePlan
+from .planner import MemoryPlan, plan_graph
+
+
+@dataclass(frozen=True)
+class BoardPlan:
+    board: Board
+    graph: ModelGraph
+    memory: MemoryPlan | None  # None when TFLM cannot load the model at all (ops without a kernel)
+    budget: Budget | None
+    hazards: tuple[Hazard, ...]
+    unsupported_ops: tuple[tuple[int, str], ...]
+    latency: LatencyEstimate | None
+    kernels: str
+    warnings: tuple[str, ...]
+    # With an offline plan: the model rewritten to carry it, TFLM's own plan of the original, the plan found.
+    tflite: bytes | None = None
+    greedy_memory: MemoryPlan | None = None
+    offline: OfflinePlan | None = None
+
+    @property
+    def fits(self) -> bool:
+        return self.budget is not None and self.budget.fits and not self.hazards and not self.unsupported_ops
+
+    def to_json(self) -> dict[str, Any]:
+        m, b, lat = self.memory, self.budget, self.latency
+        ops = []
+        per_op_us = lat.per_op_us if lat else [None] * len(self.graph.main.operators)
+        for op, us in zip(self.graph.main.operators, per_op_us, strict=True):
+            ops.append({"index": op.index, "op": op.name, "macs": op.macs, "param_bytes": op.param_bytes,
+                        "input_bytes": op.input_bytes, "output_bytes": op.output_bytes,
+                        "latency_estimate_us": None if us is None else round(us, 1)})
+        return {
+            "board": {"id": self.board.id, "name": self.board.name, "simulated": self.board.simulated},
+            "kernels": self.kernels,
+            "fits": self.fits,
+            "arena": None if m is None else {
+                "min_bytes": m.min_arena_bytes,
+                "greedy_min_bytes": (self.greedy_memory or m).min_arena_bytes,
+                "greedy_head_bytes": (self.greedy_memory or m).head_bytes,
+                "offline_plan": None if self.offline is None else {
+                    "strategy": self.offline.strategy,
+                    "head_bytes": self.offline.head_bytes,
+                    "greedy_head_bytes": self.offline.greedy_head_bytes,
+                    "lower_bound_bytes": self.offline.lower_bound_bytes,
+                    "optimal": self.offline.optimal,
+                    "aliased_reshapes": self.offline.aliased_reshapes,
+                    "saving_bytes": self.offline.saving_bytes,
+                    "reordered": self.offline.reordered,
+                    "search_seconds": round(self.offline.seconds, 3),
+                },
+                "firmware_bytes": b.arena_bytes,
+                "margin_bytes": self.board.arena_margin_bytes,
+                "head_bytes": m.head_bytes,
+                "tail_bytes": m.tail_bytes,
+                "lower_bound_bytes": m.lower_bound_bytes,
+                "scratch_bytes": m.scratch_bytes,
+                "region": b.region,
+                "limit_bytes": b.arena_limit_bytes,
+                "binding": m.binding,
+                "tail_breakdown": m.tail_breakdown,
+                "peak_tensors": [{"name": p.name, "bytes": p.bytes, "producer": p.producer} for p in b.peak],
+                "buffers": [{"name": x.name, "bytes": x.size, "first": x.first, "last": x.last, "offset": x.offset,
+                             "tensor": x.tensor, "op": x.op} for x in m.buffers],
+            },
+            "flash": None if b is None else {
+                "model_bytes": self.graph.size_bytes,
+                "firmware_estimate_bytes": b.firmware_bytes,
+                "total_bytes": b.flash_total_bytes,
+                "limit_bytes": b.flash_limit_bytes,
+                "partition_table": b.partition_table,
+            },
+            "hazards": [{"op_index": h.op_index, "op": h.op, "tensor": h.tensor, "kind": h.kind, "cause": h.cause}
+                        for h in self.hazards],
+            "unsupported_ops": [{"index": i, "op": n} for i, n in self.unsupported_ops],
+            "problems": list(b.problems) if b else [],
+            "remedies": list(b.remedies) if b else [],
+            "notes": list(b.notes if b else ()) + list(self.warnings),
+            "ops": ops,
+            "latency_estimate_us": None if lat is None else round(lat.total_us, 1),
+            "latency_estimate_basis": None if lat is None else lat.basis,
+        }
+
+
+def _check_shapes(graph: ModelGraph) -> None:
+    for sg in graph.subgraphs:
+        for t in sg.tensors:
+            dynamic = any(d < 0 for d in t.shape) or any(d < 0 for d in t.shape_signature[1:])
+            if dynamic and not t.is_constant:
+                raise InputError(f"tensor '{t.name}' has a dynamic shape {list(t.shape_signature)}; TFLM needs fixed "
+                                 "shapes: convert with a fixed input shape (batch 1)")
+
+
+def _boards_that_fit(graph: ModelGraph, current: Board, extra: tuple[str, ...]) -> str:
+    fitting = []
+    for other in all_boards(extra):
+        if other.id == current.id or other.simulated:
+            continue
+        mem = plan_graph(graph, other.pointer_bytes, other.kernel_library, other.mcu)
+        b = check(graph, mem, other)
+        if b.fits:
+            fitting.append(f"{other.id} ({b.region})")
+    return f"boards it fits: {', '.join(fitting)}" if fitting else ""
+
+
+def assess(graph: ModelGraph, board: Board, psram: bool | None = None, board_files: tuple[str, ...] = (),
+           tflite: bytes | None = None, offline: bool = False) -> BoardPlan:
+    """``offline``: also search an offline memory plan (needs ``tflite``); when it beats TFLM's greedy plan,
+    the result describes the rewritten model (``BoardPlan.tflite``) and keeps TFLM's figure beside it."""
+    _check_shapes(graph)
+    greedy_memory = plan = None
+    if offline and tflite is not None and not graph.unsupported_ops:
+        from .placement import improve_model
+
+        improved = improve_model(tflite, graph, board.pointer_bytes, board.kernel_library, board.mcu)
+        if improved is not None:
+            greedy_memory = plan_graph(graph, board.pointer_bytes, board.kernel_library, board.mcu)
+            tflite, plan = improved
+            graph = read_graph(tflite, "the model with its offline plan")
+    bp = _assess(graph, board, psram, board_files)
+    if plan is None:
+        return bp
+    return replace(bp, tflite=tflite, greedy_memory=greedy_memory, offline=plan)
+
+
+def _assess(graph: ModelGraph, board: Board, psram: bool | None, board_files: tuple[str, ...]) -> BoardPlan:
+    warnings = []
+    if not graph.is_quantized:
+        warnings.append("the model is not fully int8: TFLM runs it with float reference kernels (ESP-NN and "
+                        "CMSIS-NN only accelerate int8), and the arena holds float activations")
+    kernels = library_label(board.kernel_library, board.mcu)
+    unsupported = tuple(graph.unsupported_ops)
+    hazards = tuple(find_hazards(graph))
+    if unsupported:
+        return BoardPlan(board, graph, None, None, hazards, unsupported, None, kernels, tuple(warnings))
+    memory = plan_graph(graph, board.pointer_bytes, board.kernel_library, board.mcu)
+    budget = check(graph, memory, board, psram)
+    if not budget.fits:
+        hint = _boards_that_fit(graph, board, board_files)
+        budget = check(graph, memory, board, psram, hint) if hint else budget
+    latency = estimate(graph, board, psram=budget.region == "psram")
+    return BoardPlan(board, graph, memory, budget, hazards, unsupported, latency, kernels, tuple(warnings))
