@@ -77,12 +77,13 @@ def test_sequential_model_is_rebuilt(keras, tmp_path):
 
 
 def test_unsupported_layer_is_named(keras, tmp_path):
-    inp = keras.Input((4, 3))
-    out = keras.layers.LSTM(2)(inp)
+    # LSTM was the example until the bridge learned it; RepeatVector is not bridged.
+    inp = keras.Input((4,))
+    out = keras.layers.RepeatVector(2)(inp)
     model = keras.Model(inp, out)
     with pytest.raises(InputError) as e:
-        rebuild_in_tf_keras(model, tmp_path / "lstm.keras")
-    assert "LSTM" in str(e.value) and "lstm.keras" in str(e.value) and "Dense" in str(e.value)
+        rebuild_in_tf_keras(model, tmp_path / "repeat.keras")
+    assert "RepeatVector" in str(e.value) and "repeat.keras" in str(e.value) and "Dense" in str(e.value)
 
 
 def test_nested_model_is_a_clear_error(keras, tmp_path):

@@ -166,6 +166,8 @@ def deploy(model_path: str | Path, options: DeployOptions | None = None,
             report["model"] = {**report["model"], "tflite_bytes": graph.size_bytes, "sha256": graph.sha256,
                                "offline_memory_plan": True}
         firmware = measurement = None
+        # A model that does not fit still gets its reports (they say why); these stay empty then.
+        report["firmware"] = report["device"] = None
         if plan.fits:
             with timed.stage("generate"):
                 firmware = _generate(tflite, graph, plan, data, Path(model_path).stem, options, staging)

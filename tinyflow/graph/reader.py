@@ -135,6 +135,13 @@ class Subgraph:
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
 
+    @property
+    def used_tensors(self) -> frozenset[int]:
+        """Tensors some op reads or writes, or the subgraph's I/O. An op's ``intermediates`` alone (LSTM's
+        FLOAT32 shape-[0] ``input_to_input_intermediate`` and friends) have no buffer and are never read."""
+        ids = {t for op in self.operators for t in (*op.inputs, *op.outputs) if t >= 0}
+        return frozenset(ids | set(self.inputs) | set(self.outputs))
+
 
 @dataclass(frozen=True)
 class ModelGraph:
@@ -177,8 +184,9 @@ class ModelGraph:
         edges = {t for op in sg.operators if op.name == "QUANTIZE" for t in op.inputs if t in sg.inputs}
         edges -= {t for op in sg.operators if op.name != "QUANTIZE" for t in op.inputs}
         edges |= {t for op in sg.operators if op.name == "DEQUANTIZE" for t in op.outputs if t in sg.outputs}
+        used = {s.index: s.used_tensors for s in self.subgraphs}
         return not any(t.is_activation and t.dtype in _FLOAT_TYPES and not (s is sg and t.index in edges)
-                       for s in self.subgraphs for t in s.tensors)
+                       and t.index in used[s.index] for s in self.subgraphs for t in s.tensors)
 
     def live_bytes(self) -> list[int]:
         """Activation bytes alive while each op of the main subgraph runs (its inputs and outputs included)."""
@@ -217,11 +225,26 @@ def _options(op: Any) -> dict[str, Any]:
     return out
 
 
+# Ops that take constants but multiply nothing by a matrix: elementwise, indexing, layout.
+_NOT_MATMUL = frozenset({
+    "ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "SELECT", "SELECT_V2", "GATHER",
+    "GATHER_ND", "EMBEDDING_LOOKUP", "CONCATENATION", "PACK", "RESHAPE", "PAD", "PADV2", "MIRROR_PAD", "TILE",
+    "STRIDED_SLICE", "SLICE", "TRANSPOSE", "BROADCAST_TO", "WHERE", "SCATTER_ND", "PRELU", "FLOOR_DIV", "FLOOR_MOD",
+    "POW", "EQUAL", "NOT_EQUAL", "LESS", "LESS_EQUAL", "GREATER", "GREATER_EQUAL", "LOGICAL_AND", "LOGICAL_OR",
+})
+
+
 def _macs(name: str, ins: list[Tensor | None], outs: list[Tensor]) -> int:
     """Multiply-accumulates of the ops that do them; elementwise ops and pooling count 0."""
     if not outs or not ins or ins[0] is None:
         return 0
     out = outs[0]
+    if name in ("UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "LSTM"):
+        return _lstm_macs(name, ins)
+    if name == "SVDF":  # input [B, I], weights_feature [F, I], weights_time [F, memory]
+        wf, wt = (ins[1], ins[2]) if len(ins) > 2 else (None, None)
+        batch = ins[0].shape[0] if ins[0].shape else 1
+        return batch * ((wf.elements if wf is not None else 0) + (wt.elements if wt is not None else 0))
     w = ins[1] if len(ins) > 1 else None
     if w is None or not w.shape:
         return 0
@@ -239,7 +262,25 @@ def _macs(name: str, ins: list[Tensor | None], outs: list[Tensor]) -> int:
         return out.elements * (ins[0].shape[-1] if ins[0].shape else 1)
     if name == "CONV_3D":
         return out.elements * math.prod(w.shape[:-1])
+    # Any other op with a weight matrix (an estimate, so that the latency estimate is not zero): each output
+    # position multiplies its input by the constant's rows.
+    weights = [x for x in ins[1:] if x is not None and x.is_constant and len(x.shape) >= 2]
+    if weights and out.shape and name not in _NOT_MATMUL:
+        return max(1, out.elements // max(1, out.shape[-1])) * sum(x.elements for x in weights)
     return 0
+
+
+def _lstm_macs(name: str, ins: list[Tensor | None]) -> int:
+    """Per time step and batch row: the input-to-gate, recurrent and projection matrices (and peepholes),
+    each multiplied once. Inputs 1-8 are the gate matrices (-1 for CIFG's absent input gate), 9-11 the
+    peepholes, 16 the projection (TFLite's lstm_shared.h; the bidirectional op's backward cell is 17 further)."""
+    x = ins[0]
+    assert x is not None
+    n_input = x.shape[-1] if x.shape else 1
+    rows = x.elements // max(1, n_input)  # time steps x batch
+    per_cell = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16]
+    picks = per_cell + ([17 + i for i in per_cell] if name == "BIDIRECTIONAL_SEQUENCE_LSTM" else [])
+    return rows * sum(ins[i].elements for i in picks if i < len(ins) and ins[i] is not None)
 
 
 def _lifetimes(n_ops: int, ops: list[Any], sg_inputs: list[int], sg_outputs: list[int]) -> dict[int, list[int]]:

@@ -23,6 +23,10 @@ _SEPARABLE = ("filters", "kernel_size", "strides", "padding", "data_format", "di
               "activation", "use_bias")
 _POOL = ("pool_size", "strides", "padding", "data_format")
 _GLOBAL_POOL = ("data_format", "keepdims")
+_CONV_T = ("filters", "kernel_size", "strides", "padding", "output_padding", "data_format", "dilation_rate",
+           "activation", "use_bias")
+_RNN = ("units", "activation", "recurrent_activation", "use_bias", "return_sequences", "return_state",
+        "go_backwards", "unroll")
 
 # Keras 3 class name -> the config keys carried over to the tf_keras layer of the same name. Initializers,
 # regularizers and constraints are not carried: weights are copied, and fine-tuning runs without them.
@@ -66,21 +70,62 @@ _LAYERS: dict[str, tuple[str, ...]] = {
     "Concatenate": ("axis",),
     "ZeroPadding1D": ("padding",),
     "ZeroPadding2D": ("padding", "data_format"),
+    "Conv1DTranspose": (*_CONV_T,),
+    "Conv2DTranspose": (*_CONV_T,),
+    "UpSampling1D": ("size",),
+    "UpSampling2D": ("size", "data_format", "interpolation"),
+    "Cropping1D": ("cropping",),
+    "Cropping2D": ("cropping", "data_format"),
+    "Normalization": ("axis", "mean", "variance", "invert"),
+    "LayerNormalization": ("axis", "epsilon", "center", "scale"),
+    "LSTM": (*_RNN, "unit_forget_bias"),
+    "GRU": (*_RNN, "reset_after"),
+    "SimpleRNN": ("units", "activation", "use_bias", "return_sequences", "return_state", "go_backwards", "unroll"),
+    "Identity": (),
+    "GaussianDropout": ("rate",),
 }
 
-# Keras 3 activation names that tf_keras spells differently.
+# Keras 3 activation names that tf_keras spells differently, or computes differently under the same name
+# (Keras 3's hard_sigmoid is relu6(x + 3) / 6; tf_keras's is clip(0.2 x + 0.5)). The bridge's output
+# check compares the two models, so a wrong entry here cannot pass silently.
 _ACTIVATION_ALIASES = {"silu": "swish"}
+
+
+def _activation_functions() -> dict[str, Callable[[Any], Any]]:
+    from .tfenv import tensorflow
+
+    tf = tensorflow()
+
+    def hard_sigmoid(x: Any) -> Any:
+        return tf.nn.relu6(x + 3.0) / 6.0
+
+    def hard_swish(x: Any) -> Any:
+        return x * tf.nn.relu6(x + 3.0) / 6.0
+
+    def leaky_relu(x: Any) -> Any:
+        return tf.nn.leaky_relu(x, alpha=0.2)  # Keras 3's default negative_slope
+
+    def relu6(x: Any) -> Any:
+        return tf.nn.relu6(x)
+
+    def log_softmax(x: Any) -> Any:
+        return tf.nn.log_softmax(x)
+
+    return {"hard_sigmoid": hard_sigmoid, "hard_silu": hard_swish, "hard_swish": hard_swish,
+            "leaky_relu": leaky_relu, "relu6": relu6, "log_softmax": log_softmax}
 
 
 def supported_layers() -> tuple[str, ...]:
     return tuple(sorted(_LAYERS))
 
 
-def _activation(value: Any, layer: str, source: Path) -> str:
+def _activation(value: Any, layer: str, source: Path) -> Any:
+    if isinstance(value, dict):  # Keras 3 may store a named activation as a serialized function
+        value = value.get("config", value.get("class_name"))
     if not isinstance(value, str):
         raise InputError(f"{source}: layer '{layer}' uses a custom activation {value!r}; only named activations "
                          "(relu, relu6, sigmoid, tanh, softmax, ...) can be bridged to tf_keras")
-    return _ACTIVATION_ALIASES.get(value, value)
+    return _activation_functions().get(value) or _ACTIVATION_ALIASES.get(value, value)
 
 
 def _tf_keras_layer(tfk: Any, class_name: str, config: dict[str, Any], source: Path) -> Any:
@@ -90,7 +135,7 @@ def _tf_keras_layer(tfk: Any, class_name: str, config: dict[str, Any], source: P
         if key not in config:
             continue
         value = config[key]
-        if key == "activation":
+        if key in ("activation", "recurrent_activation"):
             value = _activation(value, name, source)
         if isinstance(value, list):
             value = tuple(value)
@@ -103,6 +148,19 @@ def _tf_keras_layer(tfk: Any, class_name: str, config: dict[str, Any], source: P
         kwargs.pop("noise_shape", None)
     if class_name in ("Conv1D", "Conv2D") and kwargs.get("groups", 1) == 1:
         kwargs.pop("groups", None)
+    if class_name == "Normalization":
+        # Keras 3 keeps adapted statistics as weights and given ones as config; tf_keras takes either.
+        for key in ("mean", "variance"):
+            if isinstance(kwargs.get(key), tuple):
+                kwargs[key] = np.asarray(kwargs[key], dtype=np.float32)
+        if kwargs.get("mean") is None:
+            kwargs.pop("mean", None)
+            kwargs.pop("variance", None)
+    if class_name == "LayerNormalization" and config.get("rms_scaling"):
+        raise InputError(f"{source}: layer '{name}' (LayerNormalization with rms_scaling) has no tf_keras "
+                         "equivalent; drop --prune/--qat (post-training quantization converts it as it is)")
+    if class_name.endswith("Transpose") and kwargs.get("output_padding") is None:
+        kwargs.pop("output_padding", None)
     try:
         return getattr(tfk.layers, class_name)(name=name, **kwargs)
     except (TypeError, ValueError) as e:

@@ -1,7 +1,20 @@
-"""Convert a tf_keras model to a full-integer int8 ``.tflite`` (int8 in, int8 out) for TFLM."""
+"""Convert a Keras model (Keras 3 or tf_keras) to a full-integer int8 ``.tflite`` (int8 in, int8 out) for TFLM.
+
+TF's converter can crash the process (a tf_keras GRU segfaults in it), so it never runs in tinyflow's own
+process: the parent traces the model with batch size 1 into a SavedModel and a child converts it. Loading
+the traced function back and converting it gives the same bytes as converting it in place (checked on
+tf_keras models), and it is the only form that works for Keras 3 models, whose variables the in-process
+concrete-function path leaves unfrozen.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,49 +23,217 @@ from ..errors import InputError
 from ..graph import ModelGraph, read_graph
 
 DEFAULT_CALIBRATION_SAMPLES = 200
+_TIMEOUT_S = 1800
+_ERROR_TAG = "tinyflow-convert-error: "
+_CHILD = "import sys; from tinyflow.model.convert import _child; _child(*sys.argv[1:4])"
+
+# Layer types whose conversion is known to be fragile; named when the converter crashes without a message.
+_FRAGILE = ("GRU", "LSTM", "SimpleRNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "RNN", "Lambda",
+            "TimeDistributed", "Attention", "MultiHeadAttention")
+
+
+def _layer_types(model: Any) -> list[str]:
+    seen: dict[str, None] = {}
+    stack = list(getattr(model, "layers", []))
+    while stack:
+        layer = stack.pop(0)
+        seen.setdefault(type(layer).__name__)
+        stack += list(getattr(layer, "layers", []) or [])
+        inner = getattr(layer, "layer", None) or getattr(layer, "forward_layer", None)
+        if inner is not None:
+            stack.append(inner)
+    return list(seen)
+
+
+def _layer_names(model: Any) -> list[str]:
+    return [layer.name for layer in getattr(model, "layers", [])]
 
 
 def to_int8_tflite(model: Any, calibration: np.ndarray, samples: int = DEFAULT_CALIBRATION_SAMPLES,
-                   seed: int = 0) -> bytes:
-    """``calibration``: float samples (from the training set) that set the activation ranges.
+                   seed: int = 0, source: str | Path | None = None) -> bytes:
+    """The int8 ``.tflite`` of ``model`` (see ``convert_int8``)."""
+    return convert_int8(model, calibration, samples, seed, source)[0]
+
+
+def convert_int8(model: Any, calibration: np.ndarray, samples: int = DEFAULT_CALIBRATION_SAMPLES,
+                 seed: int = 0, source: str | Path | None = None) -> tuple[bytes, tuple[str, ...]]:
+    """The int8 ``.tflite`` and the rewrites made for the converter (``for_tflite``), one sentence each.
+
+    ``calibration``: float samples (from the training set) that set the activation ranges.
 
     The model is traced with batch size 1: TFLM runs one sample at a time, and a fixed batch keeps the
     converter from adding SHAPE/STRIDED_SLICE/PACK ops for a dynamic batch (e.g. around Flatten).
     """
     from .tfenv import native_stderr_silenced, tensorflow
 
+    what = f"{source}" if source else f"model '{model.name}'"
     tf = tensorflow()
     if len(model.inputs) != 1:
-        raise InputError(f"model '{model.name}' has {len(model.inputs)} inputs; tinyflow converts single-input "
-                         "models")
-    shape = [1, *[int(d) for d in model.inputs[0].shape[1:]]]
+        raise InputError(f"{what}: the model has {len(model.inputs)} inputs; tinyflow converts single-input models")
+    shape = [1, *[int(d) if d is not None else -1 for d in model.inputs[0].shape[1:]]]
     if any(d <= 0 for d in shape):
-        raise InputError(f"model '{model.name}' has an input with an unknown dimension {shape}; give it a fixed "
-                         "shape")
+        raise InputError(f"{what}: the model's input has an unknown dimension {shape[1:]}; give it a fixed shape "
+                         "(keras.Input(shape=...) with numbers)")
     rng = np.random.default_rng(seed)
     picks = rng.permutation(len(calibration))[:samples]
-    calib = calibration[picks].astype(np.float32)
+    calib = np.ascontiguousarray(calibration[picks].astype(np.float32))
+    model, rewrites = for_tflite(model, calib[:8])
 
-    fn = tf.function(lambda x: model(x, training=False))
-    concrete = fn.get_concrete_function(tf.TensorSpec(shape, tf.float32))
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([x[None, ...]] for x in calib)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
+    with tempfile.TemporaryDirectory(prefix="tinyflow-convert-") as tmp:
+        saved, calib_path, out = Path(tmp) / "saved", Path(tmp) / "calibration.npy", Path(tmp) / "model.tflite"
+        module = tf.Module()
+        module.model = model
+        module.serve = tf.function(lambda x: model(x, training=False),
+                                   input_signature=[tf.TensorSpec(shape, tf.float32)])
+        try:
+            with native_stderr_silenced():
+                tf.saved_model.save(module, str(saved), signatures={"serving_default": module.serve})
+        except Exception as e:  # tracing runs the model's own Python: anything can go wrong there
+            raise InputError(f"{what}: TensorFlow could not trace the model for conversion "
+                             f"({_first_line(str(e))}); {_layer_hint(str(e), model)}") from None
+        np.save(calib_path, calib)
+        env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
+        try:
+            proc = subprocess.run([sys.executable, "-c", _CHILD, str(saved), str(calib_path), str(out)],
+                                  capture_output=True, text=True, timeout=_TIMEOUT_S, env=env)
+        except subprocess.TimeoutExpired:
+            raise InputError(f"{what}: TF's converter did not finish in {_TIMEOUT_S // 60} minutes") from None
+        if proc.returncode < 0 or (proc.returncode != 0 and _ERROR_TAG not in proc.stderr):
+            fragile = [t for t in _layer_types(model) if t in _FRAGILE]
+            hint = (f"the model has {', '.join(fragile)} layers, which TF's converter is known to fail on; "
+                    "rebuild them with unroll=True or try the Keras 3 version of the model"
+                    if fragile else "simplify the model or convert it yourself and pass the .tflite")
+            how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit code {proc.returncode}"
+            raise InputError(f"{what}: TF's converter crashed ({how}) converting to int8; {hint}")
+        if proc.returncode != 0:
+            msg = proc.stderr.split(_ERROR_TAG, 1)[1].strip().splitlines()[0]
+            raise InputError(f"{what}: TFLite could not convert the model to int8: {msg[:300]}; "
+                             f"{_layer_hint(msg, model)}")
+        data = out.read_bytes()
+    read_graph(data, f"{what} (converted)")  # a malformed result is an error here, not in a later stage
+    return data, rewrites
+
+
+# Recurrent layers that TF's converter segfaults on unless their time loop is unrolled (Keras 3 LSTM/GRU,
+# tf_keras GRU); tf_keras's LSTM converts to the fused UNIDIRECTIONAL_SEQUENCE_LSTM and is left as it is.
+_UNROLL = {"keras": ("LSTM", "GRU", "SimpleRNN"), "tf_keras": ("GRU", "SimpleRNN")}
+
+
+def _keras_of(model: Any) -> tuple[str, Any]:
+    from .tfenv import keras3, tf_keras
+
+    kind = "tf_keras" if type(model).__module__.startswith("tf_keras") else "keras"
+    return kind, tf_keras() if kind == "tf_keras" else keras3()
+
+
+def for_tflite(model: Any, probe: np.ndarray) -> tuple[Any, tuple[str, ...]]:
+    """The model rewritten into layers TF's converter and TFLM handle, computing the same function.
+
+    - Keras 3 ``UpSampling2D`` (nearest) repeats pixels with ``ops.repeat``, which converts to TILE (no
+      TFLM kernel); ``tf.image.resize(nearest)`` with an integer factor picks the same pixels and converts
+      to RESIZE_NEAREST_NEIGHBOR.
+    - Recurrent layers the converter crashes on get ``unroll=True``: the same cell, weights and outputs.
+
+    Each rewrite is kept only if the rewritten model's outputs equal the original's on ``probe``.
+    Returns the model to convert and a sentence per rewrite (empty when nothing changed).
+    """
+    kind, k = _keras_of(model)
+    if not hasattr(model, "layers") or type(model).__name__ not in ("Functional", "Sequential", "Model"):
+        return model, ()
+    notes: list[str] = []
+    from .tfenv import tensorflow
+
+    tf = tensorflow()
+
+    class ResizeNearest(k.layers.Layer):
+        def __init__(self, size: tuple[int, int], **kw: Any):
+            super().__init__(**kw)
+            self.size = tuple(int(s) for s in size)
+
+        def call(self, x: Any) -> Any:
+            h, w = int(x.shape[1]), int(x.shape[2])
+            return tf.image.resize(x, [h * self.size[0], w * self.size[1]], method="nearest")
+
+    def clone(layer: Any) -> Any:
+        name = type(layer).__name__
+        cfg = layer.get_config()
+        if name in _UNROLL[kind] and not cfg.get("unroll"):
+            notes.append(f"{layer.name} ({name}) unrolled over its time steps (TF's converter crashes on the loop)")
+            return type(layer).from_config({**cfg, "unroll": True})
+        if (kind == "keras" and name == "UpSampling2D" and cfg.get("interpolation", "nearest") == "nearest"
+                and cfg.get("data_format", "channels_last") == "channels_last"):
+            notes.append(f"{layer.name} (UpSampling2D) as RESIZE_NEAREST_NEIGHBOR (Keras 3's form becomes TILE, "
+                         "which TFLM lacks)")
+            return ResizeNearest(cfg["size"], name=layer.name)
+        return type(layer).from_config(cfg)
+
+    if not any(type(layer).__name__ in (*_UNROLL[kind], "UpSampling2D") for layer in model.layers):
+        return model, ()
     try:
+        rewritten = k.models.clone_model(model, clone_function=clone)
+        rewritten.set_weights(model.get_weights())
+        same = all(np.allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-4) for a, b in
+                   zip(_as_list(model(probe, training=False)), _as_list(rewritten(probe, training=False)),
+                       strict=True))
+    except Exception:  # a model clone_model cannot rebuild (nested or subclassed): convert it as it is
+        return model, ()
+    return (rewritten, tuple(notes)) if same else (model, ())
+
+
+def _as_list(x: Any) -> list[Any]:
+    return list(x) if isinstance(x, list | tuple) else [x]
+
+
+def _first_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return (lines[0] if lines else "no message")[:300]
+
+
+def _layer_hint(message: str, model: Any) -> str:
+    """Name the user's layer the converter's message points at (its op locations carry the layer names)."""
+    names = _layer_names(model)
+    hits = [n for n in names if re.search(rf"(^|[/\"'\s(]){re.escape(n)}([/\"'\s)]|$)", message)]
+    if hits:
+        return f"the failing layer is '{hits[-1]}' ({_type_of(model, hits[-1])}): replace it or drop it"
+    return "replace the layers TFLite has no int8 kernel for"
+
+
+def _type_of(model: Any, name: str) -> str:
+    for layer in model.layers:
+        if layer.name == name:
+            return type(layer).__name__
+    return "?"
+
+
+def _child(saved: str, calib_path: str, out_path: str) -> None:
+    """In the child: convert the traced SavedModel; a Python error becomes one tagged line on stderr."""
+    from .tfenv import native_stderr_silenced, tensorflow
+
+    tf = tensorflow()
+    calib = np.load(calib_path)
+    try:
+        loaded = tf.saved_model.load(saved)
+        concrete = loaded.signatures["serving_default"]
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], loaded)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([x[None, ...]] for x in calib)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
         with native_stderr_silenced():
             data = converter.convert()
-    except Exception as e:  # the converter raises ConverterError and friends with long MLIR dumps
-        first = next((ln for ln in str(e).splitlines() if "error" in ln.lower()), str(e).splitlines()[0])
-        raise InputError(f"TFLite could not convert model '{model.name}' to int8: {first.strip()[:300]}") from None
-    check_full_integer(read_graph(data, f"{model.name} (converted)"), model.name)
-    return data
+    except Exception as e:  # ConverterError and friends carry long MLIR dumps: keep the line that says why
+        text = str(e)
+        first = next((ln for ln in text.splitlines() if "error" in ln.lower()), _first_line(text))
+        print(_ERROR_TAG + " ".join(first.split()), file=sys.stderr)
+        raise SystemExit(3) from None
+    Path(out_path).write_bytes(data)
 
 
-def check_full_integer(graph: ModelGraph, name: str) -> None:
-    floats = [t.name for t in graph.main.tensors if t.is_activation and t.dtype == "FLOAT32"]
-    if floats:
-        raise InputError(f"the converted model '{name}' still has float tensors ({', '.join(floats[:3])}); some "
-                         "layer has no int8 kernel in TFLite, replace it")
+def float_tensors(graph: ModelGraph) -> list[str]:
+    """Activations the converter left in float32 (a layer with no int8 kernel in TFLite, or weights it kept
+    float behind a DEQUANTIZE). TFLM runs such ops with its float reference kernels: slower, but the host
+    evaluation measures the result like any other."""
+    sg = graph.main
+    used = sg.used_tensors
+    return [t.name for t in sg.tensors if t.is_activation and t.dtype == "FLOAT32" and t.index in used]

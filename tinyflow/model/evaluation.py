@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,14 +56,14 @@ def _predict(model: Any, x: np.ndarray) -> np.ndarray:
 
 def evaluate(graph: ModelGraph, tflite: bytes, data: Dataset, float_model: Any | None = None,
              optimized_float_model: Any | None = None, limit: int | None = None,
-             arena_size: int | None = None) -> HostEvaluation:
+             arena_size: int | None = None, source: str | Path | None = None) -> HostEvaluation:
     """Evaluate on ``data.x_test`` (the first ``limit`` samples); the Keras models are optional."""
     inp, out = graph.input_tensors()[0], graph.output_tensors()[0]
     check_matches_input(data, inp.shape[1:], f"model input '{inp.name}'")
     n = len(data.x_test) if limit is None else min(limit, len(data.x_test))
     x = data.x_test[:n]
     xq = quantize(x, inp)
-    raw = run_model(tflite, [xq], arena_size, source=str(graph.sha256[:12]))[0].reshape(n, *out.shape[1:])
+    raw = run_model(tflite, [xq], arena_size, source=str(source or graph.sha256[:12]))[0].reshape(n, *out.shape[1:])
     y8 = dequantize(raw, out)
 
     y = data.y_test[:n] if data.y_test is not None else None

@@ -16,12 +16,9 @@ from ..graph import read_tflite
 class LoadedModel:
     source: Path
     format: str  # "keras3", "tf_keras", "savedmodel", "tflite"
-    keras_model: Any | None  # a tf_keras model, ready for TF-MOT
+    keras_model: Any | None  # Keras 3 as saved, or tf_keras (a Keras 3 model rebuilt in tf_keras if bridged)
     tflite: bytes | None  # set only for a .tflite input, which skips optimize and convert
-
-    @property
-    def bridged(self) -> bool:
-        return self.format == "keras3"
+    bridged: bool = False  # a Keras 3 model rebuilt in tf_keras, because TF-MOT needs tf_keras
 
 
 def _keras_version_of_zip(path: Path) -> str:
@@ -53,15 +50,23 @@ def _first_line(e: BaseException) -> str:
     return text[0][:300] if text else type(e).__name__
 
 
-def _load_keras3(path: Path) -> Any:
-    from .bridge import rebuild_in_tf_keras
+def _load_keras3(path: Path, bridge: bool) -> Any:
     from .tfenv import keras3
 
     keras = keras3()
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # Keras raises many types for a bad file; all mean the same to the user
+        if "safe_mode" in str(e) or "Lambda" in str(e):
+            # Keras' own advice (safe_mode=False) is an option tinyflow does not have, on purpose.
+            raise InputError(f"{path}: the model has a Lambda layer (saved Python code), which tinyflow does not "
+                             "run when loading; replace it with a built-in layer or a registered custom layer"
+                             ) from None
         raise InputError(f"{path}: Keras 3 could not load this model ({_first_line(e)})") from None
+    if not bridge:
+        return model
+    from .bridge import rebuild_in_tf_keras
+
     return rebuild_in_tf_keras(model, path)
 
 
@@ -76,8 +81,9 @@ def _load_tf_keras(path: Path) -> Any:
                          "supported") from None
 
 
-def load_model(path: str | Path) -> LoadedModel:
-    """Load any supported model file; Keras 3 models are rebuilt in tf_keras (see ``bridge``)."""
+def load_model(path: str | Path, bridge: bool = False) -> LoadedModel:
+    """Load any supported model file. ``bridge``: rebuild a Keras 3 model in tf_keras (see ``bridge``), which
+    TF-MOT's pruning and QAT need; post-training quantization converts the Keras 3 model as it is."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: model file not found")
@@ -92,12 +98,12 @@ def load_model(path: str | Path) -> LoadedModel:
     if suffix == ".keras":
         version = _keras_version_of_zip(path)
         if version.startswith("3"):
-            return LoadedModel(path, "keras3", _load_keras3(path), None)
+            return LoadedModel(path, "keras3", _load_keras3(path, bridge), None, bridge)
         return LoadedModel(path, "tf_keras", _load_tf_keras(path), None)
     if suffix in (".h5", ".hdf5"):
         version = _keras_version_of_h5(path)
         if version.startswith("3"):
-            return LoadedModel(path, "keras3", _load_keras3(path), None)
+            return LoadedModel(path, "keras3", _load_keras3(path, bridge), None, bridge)
         return LoadedModel(path, "tf_keras", _load_tf_keras(path), None)
     raise InputError(f"{path}: unknown model format '{suffix or path.name}'; give a .keras, .h5, SavedModel "
                      "directory or .tflite")

@@ -187,24 +187,9 @@ def _fits_2_4(layer: Any) -> bool:
 
 def _quantize_aware(model: Any, data: Dataset, loss: Any, y: np.ndarray, opts: OptimizeOptions, epochs: int,
                     preserve_sparsity: bool, progress: ProgressFn | None) -> Any:
-    from .tfenv import tfmot
+    from .qat import quantize_aware
 
-    mot = tfmot()
-    q = mot.quantization.keras
-    try:
-        if preserve_sparsity:
-            from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (
-                default_8bit_prune_preserve_quantize_scheme as pqat,
-            )
-
-            annotated = q.quantize_annotate_model(model)
-            qat_model = q.quantize_apply(annotated, pqat.Default8BitPrunePreserveQuantizeScheme())
-        else:
-            qat_model = q.quantize_model(model)
-    except (ValueError, RuntimeError, TypeError, KeyError) as e:
-        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-        raise InputError(f"TF-MOT cannot make this model quantization-aware ({first}); drop --qat to use "
-                         "post-training quantization") from None
+    qat_model = quantize_aware(model, preserve_sparsity, f"model '{model.name}'")
     _fit(qat_model, data, loss, y, epochs, opts.learning_rate or 1e-4, opts, "quantization-aware training",
          progress)
     return qat_model
@@ -232,6 +217,11 @@ def optimize(model: Any, data: Dataset | None, opts: OptimizeOptions,
     from .tfenv import tf_keras
 
     tf_keras().utils.set_random_seed(opts.seed)
+    if opts.qat and sparsity_target is not None:
+        # Find out whether TF-MOT can make the model quantization-aware before the pruning run, not after it.
+        from .qat import quantize_aware
+
+        quantize_aware(model, True, f"model '{model.name}'")
     loss, y, loss_name = _loss_for(model, data)
     epochs = opts.epochs or (10 if sparsity_target is not None else 5)
     float_model = model

@@ -46,10 +46,14 @@ def _convert(loaded: LoadedModel, data: Dataset | None, opts: OptimizeOptions, c
     if data is None:
         raise InputError(f"{loaded.source}: int8 quantization needs representative samples: give --data DATA.npz "
                          "(x_train is used for calibration)")
-    from .convert import to_int8_tflite
+    from .convert import convert_int8
 
     with reporter.stage("convert"):
-        return to_int8_tflite(optimized.keras_model, data.x_train, calibration_samples), optimized
+        tflite, rewrites = convert_int8(optimized.keras_model, data.x_train, calibration_samples,
+                                        source=loaded.source)
+    for note in rewrites:
+        reporter.note(f"{loaded.source.name}: {note}")
+    return tflite, optimized
 
 
 def build_model(model_path: str | Path, data: Dataset | None, opts: OptimizeOptions,
@@ -59,19 +63,30 @@ def build_model(model_path: str | Path, data: Dataset | None, opts: OptimizeOpti
     reporter = reporter or Reporter()
     opts.check()
     with reporter.stage("load"):
-        loaded = load_model(model_path)
+        loaded = load_model(model_path, bridge=opts.needs_training)
     if loaded.bridged:
         reporter.note(f"{loaded.source.name}: Keras 3 model rebuilt in tf_keras for TF-MOT (outputs verified equal)")
     tflite, optimized = _convert(loaded, data, opts, calibration_samples, reporter)
     graph = read_graph(tflite, loaded.source)
     if not graph.is_quantized:
-        reporter.note(f"{loaded.source.name}: the model is not fully int8; TFLM will run float kernels")
+        from .convert import float_tensors
+
+        names = float_tensors(graph)
+        shown = ", ".join(n.split(";")[0] for n in names[:3])
+        shown += f" and {len(names) - 3} more" if len(names) > 3 else ""
+        reporter.note(f"{loaded.source.name}: the model is not fully int8 ({shown or 'float inputs/outputs'} stay "
+                      "float32); TFLM runs those ops with float reference kernels, slower than int8")
     evaluation = None
-    if data is not None:
+    if graph.unsupported_ops:
+        # TFLM cannot build it, so there is nothing to evaluate; the plan says so (exit 1, with its report),
+        # as `tinyflow inspect` and `tinyflow plan` do for the same model.
+        names = ", ".join(sorted({n for _, n in graph.unsupported_ops}))
+        reporter.note(f"{loaded.source.name}: not evaluated on the host: TFLM has no kernel for {names}")
+    elif data is not None:
         with reporter.stage("evaluate"):
             evaluation = evaluate(graph, tflite, data, loaded.keras_model,
                                   optimized.float_model if optimized and optimized.sparsity.target else None,
-                                  limit=eval_limit)
+                                  limit=eval_limit, source=loaded.source)
     float_params = int(loaded.keras_model.count_params()) * 4 if loaded.keras_model is not None else None
     return ModelResult(loaded, tflite, graph, optimized, evaluation, float_params)
 

@@ -80,7 +80,7 @@ def check(graph: ModelGraph, plan: MemoryPlan, board: Board, psram: bool | None 
         if board.psram_bytes and psram is not False:
             where += f" nor {_kib(board.psram_bytes)} of PSRAM"
             limit = board.psram_bytes
-        problems.append(f"arena {_kib(arena)} does not fit the {where}")
+        problems.append(f"arena {_kib(arena)} does not fit the {where}: {_kib(arena - limit)} too many")
     peak = peak_tensors(plan, graph)
     if region is None:
         largest = ", ".join(f"{p.name} {_kib(p.bytes)} from {p.producer}" for p in peak)

@@ -13,8 +13,11 @@ from .charts import arena_timeline, bars
 
 
 def _environment() -> jinja2.Environment:
+    # The HTML template is named report.html.j2: autoescaping must match that suffix, or a model or board
+    # name reaches the page as markup.
     return jinja2.Environment(loader=jinja2.FileSystemLoader(str(report_templates_dir())),
-                              undefined=jinja2.StrictUndefined, autoescape=jinja2.select_autoescape(["html"]),
+                              undefined=jinja2.StrictUndefined,
+                              autoescape=jinja2.select_autoescape(["html", "html.j2"]),
                               trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
 
