@@ -92,17 +92,27 @@ def layer_norm() -> Any:
     i = k.Input((32,))
     x = k.layers.Dense(16)(i)
     x = k.layers.LayerNormalization()(x)
-    x = k.layers.Activation("gelu")(x)
+    x = k.layers.Activation("relu")(x)
     return k.Model(i, _head(x))
 
 
-def activations() -> Any:
-    k = _keras()
-    i = k.Input((32,))
-    x = i
-    for act in ("hard_silu", "hard_sigmoid", "silu", "elu", "selu", "leaky_relu", "relu6", "softplus", "softsign"):
-        x = k.layers.Dense(16, activation=act)(x)
-    return k.Model(i, _head(x))
+def _dense_chain(*acts: str) -> Callable[[], Any]:
+    def build() -> Any:
+        k = _keras()
+        i = k.Input((32,))
+        x = i
+        for act in acts:
+            x = k.layers.Dense(16, activation=act)(x)
+        return k.Model(i, _head(x))
+
+    return build
+
+
+# The Keras 3 activations TFLM runs in int8 (elu converts to a float ELU between DEQUANTIZE/QUANTIZE).
+activations = _dense_chain("hard_silu", "hard_sigmoid", "silu", "leaky_relu", "relu6", "softsign", "elu")
+gelu = _dense_chain("gelu")  # GELU: no TFLM kernel
+softplus = _dense_chain("softplus")  # EXP in int8: TFLM's EXP takes float32 only
+selu = _dense_chain("selu")  # SELECT: no TFLM kernel
 
 
 def lstm() -> Any:
@@ -142,6 +152,9 @@ FAMILIES: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
     "normalization": (normalization, (16, 16, 3)),
     "layer_norm": (layer_norm, (32,)),
     "activations": (activations, (32,)),
+    "gelu": (gelu, (32,)),
+    "softplus": (softplus, (32,)),
+    "selu": (selu, (32,)),
     "lstm": (lstm, (16, 4)),
     "gru": (gru, (16, 4)),
     "mobilenet_v2": (mobilenet_v2, (96, 96, 3)),
@@ -150,10 +163,16 @@ FAMILIES: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
 }
 
 
-def save_family(name: str, folder: Path, epochs: int = 2, n: int = 480) -> tuple[Path, Path]:
+# The image networks are far too big to learn the task from a few hundred samples; one epoch gives them
+# trained-looking weights (BatchNorm statistics included) at little cost.
+_EPOCHS = {"mobilenet_v2": 1, "mobilenet_v3_small": 1, "mobilenet_v3_small_min": 1}
+
+
+def save_family(name: str, folder: Path, epochs: int | None = None, n: int = 800) -> tuple[Path, Path]:
     """Build, briefly train and save one family's model with its data; returns (model.keras, data.npz)."""
     k = _keras()
     build, shape = FAMILIES[name]
+    epochs = _EPOCHS.get(name, 8) if epochs is None else epochs
     k.utils.set_random_seed(0)
     model = build()
     data = task(shape, n=n)

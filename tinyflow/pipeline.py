@@ -148,7 +148,9 @@ def deploy(model_path: str | Path, options: DeployOptions | None = None,
     timed = _Timed(reporter or Reporter())
     options.optimize.check()
     board = find_board(options.board, options.board_files)
-    data = load_dataset(options.data) if options.data else None
+    # A .tflite needs no training data: measuring and evaluating it read x_test (and y_test) only.
+    data = load_dataset(options.data, need_train=Path(model_path).suffix.lower() != ".tflite") \
+        if options.data else None
     dest = Path(options.out or default_out_dir(model_path))
     with OutputDir(dest, options.force) as outdir:
         staging = outdir.path
@@ -165,6 +167,9 @@ def deploy(model_path: str | Path, options: DeployOptions | None = None,
         if plan.offline is not None:
             report["model"] = {**report["model"], "tflite_bytes": graph.size_bytes, "sha256": graph.sha256,
                                "offline_memory_plan": True}
+        if plan.fits and model.report.get("evaluation_error"):
+            # TFLM refused the model on the host and the plan has no explanation: nothing to generate.
+            raise InputError(model.report["evaluation_error"])
         firmware = measurement = None
         # A model that does not fit still gets its reports (they say why); these stay empty then.
         report["firmware"] = report["device"] = None

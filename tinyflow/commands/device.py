@@ -52,7 +52,7 @@ def cmd_measure(a: argparse.Namespace) -> int:
     tflite = read_tflite(a.model)
     graph = read_graph(tflite, a.model)
     board = find_board(a.board, tuple(a.board_file or ()))
-    data = load_dataset(a.data) if a.data else None
+    data = load_dataset(a.data, need_train=False) if a.data else None
     port = None if a.port in (None, "sim") else a.port
     if port is None:
         err_console.print("[yellow]no --port: measuring on the SIMULATED board (host timings)[/yellow]")

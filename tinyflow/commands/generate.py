@@ -38,7 +38,7 @@ def cmd_generate(a: argparse.Namespace) -> int:
     if not bp.fits:
         print_board_plan(bp)
         raise DoesNotFitError(f"{a.model} does not fit {board.id}; nothing generated")
-    x = load_dataset(a.data).x_test if a.data else None
+    x = load_dataset(a.data, need_train=False).x_test if a.data else None
     st = self_test_vectors(tflite, graph, a.self_test, x)
     project = generate(graph, tflite, bp, a.out, Path(a.model).stem, labels, st, a.force)
     for kind, path in (("PlatformIO project", project.platformio), ("Arduino sketch", project.arduino)):

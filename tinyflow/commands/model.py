@@ -12,7 +12,7 @@ from .options import optimize_args, optimize_options, positive_int
 
 def model_summary_rows(report: dict[str, Any]) -> list[list[str]]:
     """Model, optimization and host-accuracy rows of the summary table."""
-    from ..report import kib, pct
+    from ..report import kib, optimize_line, pct
 
     m, o, acc = report["model"], report["optimize"], report.get("accuracy") or {}
     rows = [
@@ -20,7 +20,7 @@ def model_summary_rows(report: dict[str, Any]) -> list[list[str]]:
         ["size", f"{kib(m['float_params_bytes'])} float params → {kib(m['tflite_bytes'])} int8 .tflite"],
         ["ops", ", ".join(m["ops"])],
         ["MACs", f"{m['macs']:,}"],
-        ["optimization", f"{o['method']}: {o['quantization']}"],
+        ["optimization", optimize_line(o)],
         ["weight sparsity", pct(o["sparsity"]["overall"])],
     ]
     if acc:

@@ -49,12 +49,26 @@ def self_test_vectors(tflite: bytes, graph: ModelGraph, count: int, x: np.ndarra
     if x is not None:
         q = quantize(x[:count].astype(np.float32), t)
     else:
-        rng = np.random.default_rng(seed)
-        info = np.iinfo(np.int8 if t.dtype == "INT8" else np.int16 if t.dtype == "INT16" else np.uint8)
-        q = rng.integers(info.min, info.max + 1, size=(count, *t.shape[1:])).astype(info.dtype)
+        q = _random_inputs(t.dtype, (count, *t.shape[1:]), seed)
     outs = run_model(tflite, [q], source="self-test")
     rows_out = [b"".join(np.ascontiguousarray(o[i]).tobytes() for o in outs) for i in range(len(q))]
     return SelfTest([np.ascontiguousarray(r).tobytes() for r in q], rows_out)
+
+
+_INT_TYPES = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "INT32": np.int32}
+
+
+def _random_inputs(dtype: str, shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """Random self-test inputs in the input tensor's own type (a float model takes floats, not bytes)."""
+    rng = np.random.default_rng(seed)
+    if dtype == "FLOAT32":
+        return rng.normal(0.0, 1.0, size=shape).astype(np.float32)
+    if dtype not in _INT_TYPES:
+        raise InputError(f"--self-test: the model's input is {dtype}; tinyflow feeds int8, uint8, int16, int32 or "
+                         "float32 inputs")
+    info = np.iinfo(_INT_TYPES[dtype])
+    lo, hi = (max(info.min, -128), min(info.max, 127)) if dtype == "INT32" else (info.min, info.max)
+    return rng.integers(lo, hi + 1, size=shape).astype(info.dtype)
 
 
 def _arduino_fqbn(ctx: dict[str, Any], scheme: str | None) -> str:

@@ -8,6 +8,7 @@ layer TinyML models use, copies the weights and checks that both models give the
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -85,16 +86,41 @@ _LAYERS: dict[str, tuple[str, ...]] = {
     "GaussianDropout": ("rate",),
 }
 
+# Keras 3 operations (keras.src.ops.numpy) applied to tensors in a functional model, e.g. MobileNetV3's
+# hard-swish `x * (relu6(x + 3) * (1 / 6))`. They become real tf_keras layers (TF-MOT cannot wrap tf_keras'
+# op layers): two tensors -> Add/Subtract/Multiply; a tensor and a number -> Rescaling(scale, offset).
+_OPS = ("Add", "Subtract", "Multiply", "Divide", "TrueDivide")
+
+
+def _op_layer(tfk: Any, op: str, a: Any, b: Any, name: str, source: Path) -> Any:
+    tensor_a, tensor_b = not isinstance(a, int | float), not isinstance(b, int | float)
+    if tensor_a and tensor_b and op in ("Add", "Subtract", "Multiply"):
+        return getattr(tfk.layers, op)(name=name)([a, b])
+    if tensor_a != tensor_b:
+        x, c = (a, float(b)) if tensor_a else (b, float(a))
+        inverse = 1.0 / c if c else None
+        scale_offset = {("Add", True): (1.0, c), ("Add", False): (1.0, c), ("Multiply", True): (c, 0.0),
+                        ("Multiply", False): (c, 0.0), ("Subtract", True): (1.0, -c), ("Subtract", False): (-1.0, c),
+                        ("Divide", True): (inverse, 0.0), ("TrueDivide", True): (inverse, 0.0)}
+        scale, offset = scale_offset.get((op, tensor_a), (None, None))
+        if scale is not None:
+            return tfk.layers.Rescaling(scale, offset, name=name)(x)
+    raise InputError(f"{source}: operation '{name}' ({op} of {type(a).__name__} and {type(b).__name__}) cannot be "
+                     "rebuilt in tf_keras; write it as a layer")
+
 # Keras 3 activation names that tf_keras spells differently, or computes differently under the same name
 # (Keras 3's hard_sigmoid is relu6(x + 3) / 6; tf_keras's is clip(0.2 x + 0.5)). The bridge's output
 # check compares the two models, so a wrong entry here cannot pass silently.
 _ACTIVATION_ALIASES = {"silu": "swish"}
 
 
+@cache
 def _activation_functions() -> dict[str, Callable[[Any], Any]]:
-    from .tfenv import tensorflow
+    from .tfenv import tensorflow, tf_keras
 
     tf = tensorflow()
+    # Registered, so that tf_keras can clone the rebuilt model (pruning and QAT do) by name.
+    register = tf_keras().utils.register_keras_serializable(package="tinyflow")
 
     def hard_sigmoid(x: Any) -> Any:
         return tf.nn.relu6(x + 3.0) / 6.0
@@ -111,8 +137,9 @@ def _activation_functions() -> dict[str, Callable[[Any], Any]]:
     def log_softmax(x: Any) -> Any:
         return tf.nn.log_softmax(x)
 
-    return {"hard_sigmoid": hard_sigmoid, "hard_silu": hard_swish, "hard_swish": hard_swish,
-            "leaky_relu": leaky_relu, "relu6": relu6, "log_softmax": log_softmax}
+    functions = {"hard_sigmoid": hard_sigmoid, "hard_silu": hard_swish, "hard_swish": hard_swish,
+                 "leaky_relu": leaky_relu, "relu6": relu6, "log_softmax": log_softmax}
+    return {name: register(fn) for name, fn in functions.items()}
 
 
 def supported_layers() -> tuple[str, ...]:
@@ -222,6 +249,13 @@ def rebuild_in_tf_keras(model: Any, source: Path) -> Any:
         if class_name == "InputLayer":
             shape = config.get("batch_shape") or config.get("batch_input_shape")
             tensors[(name, 0, 0)] = tfk.Input(shape=tuple(shape[1:]), name=name)
+            continue
+        if entry.get("module", "").startswith("keras.src.ops") and class_name in _OPS:
+            # `x + 3.0` or `x * y` on Keras 3 tensors is an operation, not a layer (MobileNetV3's hard-swish);
+            # the same arithmetic on tf_keras tensors makes tf_keras' own op layer.
+            for node_index, node in enumerate(entry.get("inbound_nodes", [])):
+                a, b = [_resolve(x, tensors) for x in node["args"]]
+                tensors[(name, node_index, 0)] = _op_layer(tfk, class_name, a, b, f"{name}_{node_index}", source)
             continue
         if class_name not in _LAYERS:
             raise _unsupported(source, name, class_name)

@@ -87,7 +87,12 @@ def convert_int8(model: Any, calibration: np.ndarray, samples: int = DEFAULT_CAL
                                    input_signature=[tf.TensorSpec(shape, tf.float32)])
         try:
             with native_stderr_silenced():
-                tf.saved_model.save(module, str(saved), signatures={"serving_default": module.serve})
+                try:
+                    tf.saved_model.save(module, str(saved), signatures={"serving_default": module.serve})
+                except Exception:
+                    # Some TF-MOT wrappers (Conv2DTranspose's weight quantizer) cannot be saved; their traced
+                    # function can still be frozen, variables to constants, into a GraphDef.
+                    _save_frozen(tf, module.serve.get_concrete_function(), saved)
         except Exception as e:  # tracing runs the model's own Python: anything can go wrong there
             raise InputError(f"{what}: TensorFlow could not trace the model for conversion "
                              f"({_first_line(str(e))}); {_layer_hint(str(e), model)}") from None
@@ -205,6 +210,33 @@ def _type_of(model: Any, name: str) -> str:
     return "?"
 
 
+_FROZEN = "frozen.pb"
+
+
+def _save_frozen(tf: Any, concrete: Any, folder: Path) -> None:
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    frozen = convert_variables_to_constants_v2(concrete)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / _FROZEN).write_bytes(frozen.graph.as_graph_def().SerializeToString())
+    names = [frozen.inputs[0].name, *[o.name for o in frozen.outputs]]
+    (folder / "io.txt").write_text("\n".join(names))
+
+
+def _load_concrete(tf: Any, saved: str) -> tuple[Any, Any]:
+    """The traced function in the child: from the SavedModel, or from the frozen GraphDef."""
+    folder = Path(saved)
+    if not (folder / _FROZEN).is_file():
+        loaded = tf.saved_model.load(saved)
+        return loaded.signatures["serving_default"], loaded
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString((folder / _FROZEN).read_bytes())
+    inp, *outs = (folder / "io.txt").read_text().splitlines()
+    wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
+    fn = wrapped.prune(wrapped.graph.get_tensor_by_name(inp), [wrapped.graph.get_tensor_by_name(o) for o in outs])
+    return fn, None
+
+
 def _child(saved: str, calib_path: str, out_path: str) -> None:
     """In the child: convert the traced SavedModel; a Python error becomes one tagged line on stderr."""
     from .tfenv import native_stderr_silenced, tensorflow
@@ -212,9 +244,8 @@ def _child(saved: str, calib_path: str, out_path: str) -> None:
     tf = tensorflow()
     calib = np.load(calib_path)
     try:
-        loaded = tf.saved_model.load(saved)
-        concrete = loaded.signatures["serving_default"]
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], loaded)
+        concrete, trackable = _load_concrete(tf, saved)
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], trackable)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([x[None, ...]] for x in calib)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

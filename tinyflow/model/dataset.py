@@ -16,7 +16,7 @@ KEYS = ("x_train", "y_train", "x_test", "y_test")
 @dataclass(frozen=True)
 class Dataset:
     source: Path
-    x_train: np.ndarray
+    x_train: np.ndarray | None  # None in a test-only file (measuring and evaluating a .tflite need no training data)
     y_train: np.ndarray | None
     x_test: np.ndarray
     y_test: np.ndarray | None
@@ -26,6 +26,11 @@ class Dataset:
     @property
     def has_labels(self) -> bool:
         return self.y_train is not None and self.y_test is not None
+
+    def require_train(self, why: str) -> np.ndarray:
+        if self.x_train is None:
+            raise InputError(f"{self.source}: has no x_train, which {why} needs; add x_train (and y_train)")
+        return self.x_train
 
     @property
     def is_classification(self) -> bool:
@@ -49,7 +54,8 @@ def class_ids(y: np.ndarray) -> np.ndarray:
     return y.reshape(len(y)).astype(np.int64)
 
 
-def load_dataset(path: str | Path) -> Dataset:
+def load_dataset(path: str | Path, need_train: bool = True) -> Dataset:
+    """``need_train=False``: a file with only x_test (and y_test) is enough (measure, generate, a .tflite)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: data file not found; give an .npz with x_train, y_train, x_test, y_test")
@@ -59,11 +65,12 @@ def load_dataset(path: str | Path) -> Dataset:
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise InputError(f"{path}: not a readable .npz file ({e}); save it with numpy.savez") from None
 
-    missing = [k for k in ("x_train", "x_test") if k not in arrays]
+    missing = [k for k in (("x_train", "x_test") if need_train else ("x_test",)) if k not in arrays]
     if missing:
-        raise InputError(f"{path}: missing {', '.join(missing)}; the .npz needs x_train, y_train, x_test, y_test")
+        need = "x_train, y_train, x_test, y_test" if need_train else "x_test (and y_test to score accuracy)"
+        raise InputError(f"{path}: missing {', '.join(missing)}; the .npz needs {need}")
     has_y = [k for k in ("y_train", "y_test") if k in arrays]
-    if len(has_y) == 1:
+    if len(has_y) == 1 and (need_train or "x_train" in arrays):
         raise InputError(f"{path}: has {has_y[0]} but not the other label array; give both y_train and y_test")
 
     for k in KEYS:
@@ -79,10 +86,10 @@ def load_dataset(path: str | Path) -> Dataset:
             raise InputError(f"{path}: {k} contains {bad} NaN or infinite values; clean or drop those samples")
 
     for x, y in (("x_train", "y_train"), ("x_test", "y_test")):
-        if y in arrays and len(arrays[y]) != len(arrays[x]):
+        if y in arrays and x in arrays and len(arrays[y]) != len(arrays[x]):
             raise InputError(f"{path}: {x} has {len(arrays[x])} samples but {y} has {len(arrays[y])}; "
                              "they must match")
-    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+    if "x_train" in arrays and arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         raise InputError(f"{path}: x_train samples are {arrays['x_train'].shape[1:]} but x_test samples are "
                          f"{arrays['x_test'].shape[1:]}; they must have the same shape")
 
@@ -101,7 +108,7 @@ def load_dataset(path: str | Path) -> Dataset:
 
     return Dataset(
         source=path,
-        x_train=arrays["x_train"].astype(np.float32),
+        x_train=arrays["x_train"].astype(np.float32) if "x_train" in arrays else None,
         y_train=arrays.get("y_train"),
         x_test=arrays["x_test"].astype(np.float32),
         y_test=arrays.get("y_test"),
@@ -112,7 +119,7 @@ def load_dataset(path: str | Path) -> Dataset:
 
 def check_matches_input(data: Dataset, input_shape: tuple[int | None, ...], what: str) -> None:
     """``input_shape`` excludes the batch axis; None/-1 dimensions accept anything."""
-    sample = data.x_train.shape[1:]
+    sample = data.x_test.shape[1:]
     ok = len(sample) == len(input_shape) and all(
         d in (None, -1) or d == s for d, s in zip(input_shape, sample, strict=True))
     if not ok:

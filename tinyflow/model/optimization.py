@@ -57,6 +57,11 @@ class SparsityReport:
     per_layer: dict[str, float] = field(default_factory=dict)
     target: float | None = None
     structured_2_4: bool = False
+    skipped: dict[str, str] = field(default_factory=dict)  # kernel layers left dense, and why
+
+    @property
+    def far_below_target(self) -> bool:
+        return self.target is not None and self.overall < 0.8 * self.target
 
 
 @dataclass(frozen=True)
@@ -162,9 +167,17 @@ def _prune(model: Any, data: Dataset, loss: Any, y: np.ndarray, opts: OptimizeOp
 
     from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
 
+    skipped: dict[str, str] = {}
+
     def wrap(layer: Any) -> Any:
-        if type(layer).__name__ in _KERNEL_LAYERS and PruneRegistry.supports(layer) \
-                and (not opts.structured_2_4 or _fits_2_4(layer)):
+        kind = type(layer).__name__
+        if kind not in _KERNEL_LAYERS:
+            return layer
+        if not PruneRegistry.supports(layer):
+            skipped[layer.name] = f"TF-MOT cannot prune {kind}"
+        elif opts.structured_2_4 and (why := _why_not_2_4(layer)):
+            skipped[layer.name] = why
+        else:
             return mot.sparsity.keras.prune_low_magnitude(layer, **kwargs)
         return layer
 
@@ -175,21 +188,33 @@ def _prune(model: Any, data: Dataset, loss: Any, y: np.ndarray, opts: OptimizeOp
     pruned = tfk.models.clone_model(base, clone_function=wrap)
     _fit(pruned, data, loss, y, epochs, opts.learning_rate or 1e-3, opts, "pruning", progress,
          [mot.sparsity.keras.UpdatePruningStep()])
-    return mot.sparsity.keras.strip_pruning(pruned)
+    return mot.sparsity.keras.strip_pruning(pruned), skipped
 
 
-def _fits_2_4(layer: Any) -> bool:
-    # TF-MOT groups 2:4 blocks along the kernel's input-channel axis; it needs a multiple of 4 there and
-    # only handles 2-D (Dense) and 4-D (Conv2D) kernels.
+def _why_not_2_4(layer: Any) -> str | None:
+    """Why TF-MOT's 2:4 cannot prune this layer's prunable kernel, or None when it can.
+
+    TF-MOT groups 2:4 blocks along the kernel's input-channel axis; it needs a multiple of 4 there and
+    only handles 2-D (Dense) and 4-D (Conv2D, a SeparableConv2D's pointwise) kernels.
+    """
     kernel = getattr(layer, "kernel", None)
-    return kernel is not None and len(kernel.shape) in (2, 4) and kernel.shape[-2] % 4 == 0
+    if kernel is None:
+        kernel = getattr(layer, "pointwise_kernel", None)  # what TF-MOT prunes in a separable conv
+    if kernel is None:
+        return f"2:4 needs a kernel TF-MOT prunes; {type(layer).__name__} has none"
+    shape = tuple(int(d) for d in kernel.shape)
+    if len(shape) not in (2, 4):
+        return f"TF-MOT's 2:4 handles 2-D and 4-D kernels only; this one is {len(shape)}-D {shape}"
+    if shape[-2] % 4:
+        return f"2:4 needs input channels in multiples of 4; the kernel has {shape[-2]}"
+    return None
 
 
 def _quantize_aware(model: Any, data: Dataset, loss: Any, y: np.ndarray, opts: OptimizeOptions, epochs: int,
                     preserve_sparsity: bool, progress: ProgressFn | None) -> Any:
     from .qat import quantize_aware
 
-    qat_model = quantize_aware(model, preserve_sparsity, f"model '{model.name}'")
+    qat_model = quantize_aware(model, preserve_sparsity, f"model '{model.name}'", data.x_train[:256])
     _fit(qat_model, data, loss, y, epochs, opts.learning_rate or 1e-4, opts, "quantization-aware training",
          progress)
     return qat_model
@@ -226,8 +251,9 @@ def optimize(model: Any, data: Dataset | None, opts: OptimizeOptions,
     epochs = opts.epochs or (10 if sparsity_target is not None else 5)
     float_model = model
     total_epochs = 0
+    skipped: dict[str, str] = {}
     if sparsity_target is not None:
-        float_model = _prune(model, data, loss, y, opts, epochs, progress)
+        float_model, skipped = _prune(model, data, loss, y, opts, epochs, progress)
         total_epochs += epochs
     final = float_model
     if opts.qat:
@@ -241,5 +267,6 @@ def optimize(model: Any, data: Dataset | None, opts: OptimizeOptions,
         method, quantization = "qat", "int8 quantization-aware training"
     else:
         method, quantization = "prune+ptq", "int8 post-training (full integer)"
-    report = SparsityReport(_overall(float_model), kernel_sparsity(float_model), sparsity_target, opts.structured_2_4)
+    report = SparsityReport(_overall(float_model), kernel_sparsity(float_model), sparsity_target, opts.structured_2_4,
+                            skipped)
     return OptimizedModel(final, float_model, method, quantization, report, total_epochs, loss_name)

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import DoesNotFitError, InputError
 from ..graph import ModelGraph, read_graph
 from ..progress import Reporter
 from .dataset import Dataset, check_matches_input
 from .evaluation import HostEvaluation, evaluate
 from .load import LoadedModel, load_model
 from .optimization import OptimizedModel, OptimizeOptions, optimize
+from .tflm_host import TflmSetupError
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class ModelResult:
     optimized: OptimizedModel | None
     evaluation: HostEvaluation | None
     float_params_bytes: int | None
+    evaluation_error: str | None = None  # TFLM refused to set the model up on the host
 
 
 def _convert(loaded: LoadedModel, data: Dataset | None, opts: OptimizeOptions, calibration_samples: int,
@@ -41,16 +43,25 @@ def _convert(loaded: LoadedModel, data: Dataset | None, opts: OptimizeOptions, c
     model = loaded.keras_model
     if data is not None:
         check_matches_input(data, tuple(model.inputs[0].shape[1:]), f"model '{loaded.source.name}'")
+    if opts.qat:
+        from .qat import check_supported
+
+        check_supported(model, str(loaded.source))  # before any training: a refusal costs nothing
     with reporter.stage("optimize"):
         optimized = optimize(model, data, opts, reporter.progress)
+    sp = optimized.sparsity
+    if sp.far_below_target:
+        why = "; ".join(f"{name}: {reason}" for name, reason in list(sp.skipped.items())[:3])
+        reporter.note(f"{loaded.source.name}: weight sparsity {sp.overall:.1%} is far below the {sp.target:.0%} asked"
+                      + (f" (left dense: {why})" if why else ""))
     if data is None:
         raise InputError(f"{loaded.source}: int8 quantization needs representative samples: give --data DATA.npz "
                          "(x_train is used for calibration)")
     from .convert import convert_int8
 
     with reporter.stage("convert"):
-        tflite, rewrites = convert_int8(optimized.keras_model, data.x_train, calibration_samples,
-                                        source=loaded.source)
+        tflite, rewrites = convert_int8(optimized.keras_model, data.require_train("int8 calibration"),
+                                        calibration_samples, source=loaded.source)
     for note in rewrites:
         reporter.note(f"{loaded.source.name}: {note}")
     return tflite, optimized
@@ -76,7 +87,7 @@ def build_model(model_path: str | Path, data: Dataset | None, opts: OptimizeOpti
         shown += f" and {len(names) - 3} more" if len(names) > 3 else ""
         reporter.note(f"{loaded.source.name}: the model is not fully int8 ({shown or 'float inputs/outputs'} stay "
                       "float32); TFLM runs those ops with float reference kernels, slower than int8")
-    evaluation = None
+    evaluation, evaluation_error = None, None
     if graph.unsupported_ops:
         # TFLM cannot build it, so there is nothing to evaluate; the plan says so (exit 1, with its report),
         # as `tinyflow inspect` and `tinyflow plan` do for the same model.
@@ -84,11 +95,17 @@ def build_model(model_path: str | Path, data: Dataset | None, opts: OptimizeOpti
         reporter.note(f"{loaded.source.name}: not evaluated on the host: TFLM has no kernel for {names}")
     elif data is not None:
         with reporter.stage("evaluate"):
-            evaluation = evaluate(graph, tflite, data, loaded.keras_model,
-                                  optimized.float_model if optimized and optimized.sparsity.target else None,
-                                  limit=eval_limit, source=loaded.source)
+            try:
+                evaluation = evaluate(graph, tflite, data, loaded.keras_model,
+                                      optimized.float_model if optimized and optimized.sparsity.target else None,
+                                      limit=eval_limit, source=loaded.source)
+            except (TflmSetupError, DoesNotFitError) as e:
+                # The plan stage says which op and why (a hazard: exit 1 with the reports); the caller raises
+                # this if the plan finds nothing.
+                evaluation_error = str(e)
+                reporter.note(f"{loaded.source.name}: not evaluated on the host: {e}")
     float_params = int(loaded.keras_model.count_params()) * 4 if loaded.keras_model is not None else None
-    return ModelResult(loaded, tflite, graph, optimized, evaluation, float_params)
+    return ModelResult(loaded, tflite, graph, optimized, evaluation, float_params, evaluation_error)
 
 
 def _round(x: float | None, digits: int = 4) -> float | None:
@@ -118,11 +135,13 @@ def model_report(result: ModelResult) -> dict[str, Any]:
                 "target": opt.sparsity.target if opt else None,
                 "structured_2_4": opt.sparsity.structured_2_4 if opt else False,
                 "per_layer": {k: _round(v) for k, v in opt.sparsity.per_layer.items()} if opt else {},
+                "skipped": dict(opt.sparsity.skipped) if opt else {},
             },
             "fine_tune_epochs": opt.fine_tune_epochs if opt else 0,
             "loss": opt.loss if opt else None,
         },
         "accuracy": None,
+        "evaluation_error": result.evaluation_error,
     }
     if ev is not None:
         report["accuracy"] = {

@@ -48,6 +48,10 @@ def tflm_version() -> str:
 _CHILD = "import sys; from tinyflow.model.tflm_host import _child; _child(*sys.argv[1:4])"
 
 
+class TflmSetupError(InputError):
+    """TFLM refused to set the model up (a kernel's Prepare failed): the plan may know why."""
+
+
 class TflmCrash(Exception):
     def __init__(self, returncode: int, stderr: str):
         super().__init__(stderr)
@@ -70,8 +74,14 @@ def _call(command: str, request: dict[str, np.ndarray]) -> dict[str, np.ndarray]
 
 
 def _tflm_message(stderr: str) -> str:
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith(("Traceback", "  File"))]
-    return "; ".join(lines[-3:])[:400] if lines else "no message"
+    """What TFLM said, without the child's traceback: no 'File ...' lines, source lines or ^^^ markers."""
+    lines = []
+    for raw in stderr.splitlines():
+        line = raw.strip()
+        if not line or raw.startswith((" ", "\t", "Traceback")) or set(line) <= set("^~ "):
+            continue
+        lines.append(line)
+    return "; ".join(dict.fromkeys(lines[-3:]))[:400] if lines else "no message"
 
 
 def _explain_crash(err: TflmCrash, source: str) -> Exception:
@@ -82,6 +92,9 @@ def _explain_crash(err: TflmCrash, source: str) -> Exception:
     missing = re.search(r"Didn't find op for builtin opcode '(\w+)'", err.stderr)
     if missing:
         return InputError(f"{source}: TFLM has no kernel for op {missing.group(1)}; replace that layer")
+    if "failed to allocate tensors" in err.stderr.lower():
+        return TflmSetupError(f"{source}: TFLM cannot set up this model ({msg}): an op's Prepare refused its tensors; "
+                          "`tinyflow plan` on the .tflite names the op when it is a known hazard")
     return InputError(f"{source}: TFLM could not run the model: {msg}")
 
 

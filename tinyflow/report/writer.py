@@ -29,6 +29,21 @@ def _kib(n: int | None) -> str:
     return "–" if n is None else f"{n / 1024:,.1f} KiB"
 
 
+def optimize_line(opt: dict[str, Any]) -> str:
+    """What the optimize stage did, in one line: method, sparsity reached against the target, epochs."""
+    sp = opt.get("sparsity") or {}
+    parts = [f"{opt['method']}: {opt['quantization']}"]
+    if sp.get("target") is not None:
+        kind = "2:4 structured" if sp.get("structured_2_4") else "magnitude"
+        parts.append(f"{kind} pruning to {_pct(sp.get('overall'))} of kernel weights (target {_pct(sp['target'])})")
+        skipped = sp.get("skipped") or {}
+        if skipped:
+            parts.append(f"{len(skipped)} layer{'s' if len(skipped) > 1 else ''} left dense")
+    if opt.get("fine_tune_epochs"):
+        parts.append(f"{opt['fine_tune_epochs']} fine-tuning epochs")
+    return "; ".join(parts)
+
+
 def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     """The few lines a person reads first: accuracy float/int8/device, sizes, memory, latency."""
     m, acc, mem, dev = report["model"], report.get("accuracy") or {}, report.get("memory") or {}, report.get("device")
@@ -47,6 +62,9 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
             device_auc = f" → {dev['auc']:.4f}" if dev and dev.get("auc") is not None else ""
             rows.append(("anomaly AUC float → int8" + (" → device" if device_auc else ""),
                          f"{acc['float_auc']:.4f} → {acc['int8_auc']:.4f}{device_auc}"))
+    opt = report.get("optimize")
+    if opt:
+        rows.append(("optimization", optimize_line(opt)))
     rows.append(("size", f"{_kib(m['float_params_bytes'])} float params → {_kib(m['tflite_bytes'])} int8 .tflite"))
     arena, flash = mem.get("arena"), mem.get("flash")
     if arena:
