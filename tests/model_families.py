@@ -115,6 +115,25 @@ softplus = _dense_chain("softplus")  # EXP in int8: TFLM's EXP takes float32 onl
 selu = _dense_chain("selu")  # SELECT: no TFLM kernel
 
 
+def merge_and_layout() -> Any:
+    """UpSampling1D, Multiply/Subtract/Maximum/Minimum, Cropping1D, noise and dropout, Identity, Permute, global max."""
+    k = _keras()
+    i = k.Input((16, 4))
+    a = k.layers.Conv1D(8, 3, padding="same", activation="relu")(i)
+    b = k.layers.UpSampling1D(2)(k.layers.MaxPooling1D(2)(a))
+    x = k.layers.Multiply()([a, b])
+    x = k.layers.Subtract()([x, a])
+    x = k.layers.Maximum()([x, b])
+    x = k.layers.Minimum()([x, a])
+    x = k.layers.Cropping1D((1, 1))(x)
+    x = k.layers.SpatialDropout1D(0.1)(x)
+    x = k.layers.GaussianNoise(0.1)(x)
+    x = k.layers.Identity()(x)
+    x = k.layers.Permute((2, 1))(x)
+    x = k.layers.GlobalMaxPooling1D()(x)
+    return k.Model(i, k.layers.Dense(3, activation="softmax")(x))
+
+
 def lstm() -> Any:
     k = _keras()
     i = k.Input((16, 4))
@@ -155,6 +174,7 @@ FAMILIES: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
     "gelu": (gelu, (32,)),
     "softplus": (softplus, (32,)),
     "selu": (selu, (32,)),
+    "merge_and_layout": (merge_and_layout, (16, 4)),
     "lstm": (lstm, (16, 4)),
     "gru": (gru, (16, 4)),
     "mobilenet_v2": (mobilenet_v2, (96, 96, 3)),

@@ -259,6 +259,16 @@ def rebuild_in_tf_keras(model: Any, source: Path) -> Any:
             continue
         if class_name not in _LAYERS:
             raise _unsupported(source, name, class_name)
+        if class_name == "UpSampling1D":
+            # tf_keras' UpSampling1D concatenates one slice per time step (TFLM's CONCATENATION takes at most
+            # 10); as a 2-D nearest upsampling of a width-1 image it is RESIZE_NEAREST_NEIGHBOR, same values.
+            for node_index, node in enumerate(entry.get("inbound_nodes", [])):
+                (x,) = [_resolve(a, tensors) for a in node["args"]]
+                steps, channels, size = int(x.shape[1]), int(x.shape[2]), int(config.get("size", 2))
+                y = tfk.layers.Reshape((steps, 1, channels), name=f"{name}_as_2d")(x)
+                y = tfk.layers.UpSampling2D((size, 1), name=f"{name}_{node_index}")(y)
+                tensors[(name, node_index, 0)] = tfk.layers.Reshape((steps * size, channels), name=f"{name}_as_1d")(y)
+            continue
         layer = built[name] = _tf_keras_layer(tfk, class_name, config, source)
         for node_index, node in enumerate(entry.get("inbound_nodes", [])):
             if any(_resolve(v, tensors) is not v for v in node.get("kwargs", {}).values()):

@@ -134,7 +134,7 @@ def _keras_of(model: Any) -> tuple[str, Any]:
 def for_tflite(model: Any, probe: np.ndarray) -> tuple[Any, tuple[str, ...]]:
     """The model rewritten into layers TF's converter and TFLM handle, computing the same function.
 
-    - Keras 3 ``UpSampling2D`` (nearest) repeats pixels with ``ops.repeat``, which converts to TILE (no
+    - Keras 3 ``UpSampling1D``/``UpSampling2D`` (nearest) repeats pixels with ``ops.repeat``, which converts to TILE (no
       TFLM kernel); ``tf.image.resize(nearest)`` with an integer factor picks the same pixels and converts
       to RESIZE_NEAREST_NEIGHBOR.
     - Recurrent layers the converter crashes on get ``unroll=True``: the same cell, weights and outputs.
@@ -159,9 +159,24 @@ def for_tflite(model: Any, probe: np.ndarray) -> tuple[Any, tuple[str, ...]]:
             h, w = int(x.shape[1]), int(x.shape[2])
             return tf.image.resize(x, [h * self.size[0], w * self.size[1]], method="nearest")
 
+    class ResizeNearest1D(k.layers.Layer):
+        def __init__(self, size: int, **kw: Any):
+            super().__init__(**kw)
+            self.size = int(size)
+
+        def call(self, x: Any) -> Any:
+            steps = int(x.shape[1])
+            y = tf.image.resize(tf.expand_dims(x, 2), [steps * self.size, 1], method="nearest")
+            return tf.squeeze(y, 2)
+
     def clone(layer: Any) -> Any:
         name = type(layer).__name__
         cfg = layer.get_config()
+        if name == "UpSampling1D":
+            # Keras 3 repeats with TILE, tf_keras concatenates one slice per step (more than TFLM's 10 inputs).
+            notes.append(f"{layer.name} (UpSampling1D) as RESIZE_NEAREST_NEIGHBOR (as converted, it needs TILE or "
+                         "a CONCATENATION of more inputs than TFLM takes)")
+            return ResizeNearest1D(cfg["size"], name=layer.name)
         if name in _UNROLL[kind] and not cfg.get("unroll"):
             notes.append(f"{layer.name} ({name}) unrolled over its time steps (TF's converter crashes on the loop)")
             return type(layer).from_config({**cfg, "unroll": True})
@@ -172,7 +187,7 @@ def for_tflite(model: Any, probe: np.ndarray) -> tuple[Any, tuple[str, ...]]:
             return ResizeNearest(cfg["size"], name=layer.name)
         return type(layer).from_config(cfg)
 
-    if not any(type(layer).__name__ in (*_UNROLL[kind], "UpSampling2D") for layer in model.layers):
+    if not any(type(layer).__name__ in (*_UNROLL[kind], "UpSampling1D", "UpSampling2D") for layer in model.layers):
         return model, ()
     try:
         rewritten = k.models.clone_model(model, clone_function=clone)
