@@ -191,3 +191,15 @@ def test_qat_of_a_keras3_separable_model_with_add_and_concatenate(tmp_path):
     assert result.report["optimize"]["method"] == "qat"
     assert {"ADD", "CONCATENATION"} <= set(result.report["model"]["ops"])
     assert read_graph((result.out_dir / "model_int8.tflite").read_bytes()).is_quantized
+
+
+def test_a_lambda_layer_is_one_sentence_without_keras_safe_mode_advice(tmp_path, capsys):
+    k = keras3()
+    i = k.Input((4,))
+    model = k.Model(i, k.layers.Dense(2)(k.layers.Lambda(lambda x: x * 2.0)(i)))
+    model.save(tmp_path / "lam.keras")
+    np.savez(tmp_path / "d.npz", **task((4,), n=40))
+    assert main(["deploy", str(tmp_path / "lam.keras"), "--data", str(tmp_path / "d.npz"), "--out",
+                 str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Lambda layer" in err and "safe_mode" not in err and "lam.keras" in err
