@@ -259,9 +259,11 @@ def _calibrate_ranges(qat_model: Any, base: Any, x: np.ndarray) -> int:
         return 0
     done = 0
     for var, name, is_min in targets:
-        if name in spans:
-            var.assign(min(spans[name][0], 0.0) if is_min else max(spans[name][1], 0.0))  # ranges hold zero
-            done += 1
+        lo, hi = spans[name]
+        if hi - lo < 1e-3:
+            continue  # a layer that outputs one value on x (a dead ReLU): an empty range would give scale 0
+        var.assign(min(lo, 0.0) if is_min else max(hi, 0.0))  # int8 ranges hold zero
+        done += 1
     return done
 
 
@@ -302,6 +304,9 @@ def quantize_aware(model: Any, preserve_sparsity: bool, source: str = "model",
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         raise InputError(f"{source}: TF-MOT cannot make this model quantization-aware ({first}); drop --qat to "
                          "use post-training quantization") from None
-    if calibration is not None:
+    if calibration is not None and not any(type(layer).__name__ == "BatchNormalization" for layer in base.layers):
+        # Not with BatchNormalization: TF-MOT's Conv+BN(+ReLU) transforms move the quantizers, and measured
+        # ranges there gave MobileNetV2 a filter zero point the converter refuses (-128 != 0; not understood
+        # yet). Such models keep TF-MOT's own starting ranges.
         _calibrate_ranges(qat_model, base, calibration)
     return qat_model
