@@ -34,3 +34,13 @@ class ToolchainError(TinyflowError):
 
 class DeviceError(TinyflowError):
     """The device did not answer, answered garbage, runs another model, or the link is gone."""
+
+
+def first_line(error: BaseException | str, limit: int = 300) -> str:
+    """The first non-empty line of a caught error's text (a library's long message or MLIR dump), for a
+    one-line message; the error's type when it has no text."""
+    text = str(error)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if lines:
+        return lines[0][:limit]
+    return type(error).__name__ if isinstance(error, BaseException) else "no message"

@@ -178,15 +178,24 @@ class ModelGraph:
 
     @property
     def is_quantized(self) -> bool:
-        """No float activations inside the model: what TFLM's int8 kernels (and ESP-NN) need. Float model
-        inputs and outputs met only by QUANTIZE / DEQUANTIZE at the edges are fine: the body is int8."""
+        """No float activations inside the model: what TFLM's int8 kernels (and ESP-NN) need."""
+        return not self.float_activations()
+
+    def float_activations(self) -> list[Tensor]:
+        """Float activations inside the model (a layer TFLite has no int8 kernel for, or weights the
+        converter kept float behind a DEQUANTIZE): TFLM runs those ops with float reference kernels. Float
+        model inputs and outputs met only by QUANTIZE / DEQUANTIZE at the edges are not counted: the body is
+        int8. Neither are tensors no op reads or writes (an LSTM's empty ``intermediates``)."""
         sg = self.main
         edges = {t for op in sg.operators if op.name == "QUANTIZE" for t in op.inputs if t in sg.inputs}
         edges -= {t for op in sg.operators if op.name != "QUANTIZE" for t in op.inputs}
         edges |= {t for op in sg.operators if op.name == "DEQUANTIZE" for t in op.outputs if t in sg.outputs}
-        used = {s.index: s.used_tensors for s in self.subgraphs}
-        return not any(t.is_activation and t.dtype in _FLOAT_TYPES and not (s is sg and t.index in edges)
-                       and t.index in used[s.index] for s in self.subgraphs for t in s.tensors)
+        out = []
+        for s in self.subgraphs:
+            used = s.used_tensors
+            out += [t for t in s.tensors if t.is_activation and t.dtype in _FLOAT_TYPES and t.index in used
+                    and not (s is sg and t.index in edges)]
+        return out
 
     def live_bytes(self) -> list[int]:
         """Activation bytes alive while each op of the main subgraph runs (its inputs and outputs included)."""

@@ -251,8 +251,7 @@ def rebuild_in_tf_keras(model: Any, source: Path) -> Any:
             tensors[(name, 0, 0)] = tfk.Input(shape=tuple(shape[1:]), name=name)
             continue
         if entry.get("module", "").startswith("keras.src.ops") and class_name in _OPS:
-            # `x + 3.0` or `x * y` on Keras 3 tensors is an operation, not a layer (MobileNetV3's hard-swish);
-            # the same arithmetic on tf_keras tensors makes tf_keras' own op layer.
+            # `x + 3.0` or `x * y` on Keras 3 tensors is an operation, not a layer (MobileNetV3's hard-swish).
             for node_index, node in enumerate(entry.get("inbound_nodes", [])):
                 a, b = [_resolve(x, tensors) for x in node["args"]]
                 tensors[(name, node_index, 0)] = _op_layer(tfk, class_name, a, b, f"{name}_{node_index}", source)
@@ -265,9 +264,10 @@ def rebuild_in_tf_keras(model: Any, source: Path) -> Any:
             for node_index, node in enumerate(entry.get("inbound_nodes", [])):
                 (x,) = [_resolve(a, tensors) for a in node["args"]]
                 steps, channels, size = int(x.shape[1]), int(x.shape[2]), int(config.get("size", 2))
-                y = tfk.layers.Reshape((steps, 1, channels), name=f"{name}_as_2d")(x)
+                y = tfk.layers.Reshape((steps, 1, channels), name=f"{name}_{node_index}_as_2d")(x)
                 y = tfk.layers.UpSampling2D((size, 1), name=f"{name}_{node_index}")(y)
-                tensors[(name, node_index, 0)] = tfk.layers.Reshape((steps * size, channels), name=f"{name}_as_1d")(y)
+                y = tfk.layers.Reshape((steps * size, channels), name=f"{name}_{node_index}_as_1d")(y)
+                tensors[(name, node_index, 0)] = y
             continue
         layer = built[name] = _tf_keras_layer(tfk, class_name, config, source)
         for node_index, node in enumerate(entry.get("inbound_nodes", [])):

@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
-from ..graph import ModelGraph, read_graph
+from ..errors import InputError, first_line
 
 DEFAULT_CALIBRATION_SAMPLES = 200
 _TIMEOUT_S = 1800
@@ -43,10 +42,6 @@ def _layer_types(model: Any) -> list[str]:
         if inner is not None:
             stack.append(inner)
     return list(seen)
-
-
-def _layer_names(model: Any) -> list[str]:
-    return [layer.name for layer in getattr(model, "layers", [])]
 
 
 def to_int8_tflite(model: Any, calibration: np.ndarray, samples: int = DEFAULT_CALIBRATION_SAMPLES,
@@ -95,7 +90,7 @@ def convert_int8(model: Any, calibration: np.ndarray, samples: int = DEFAULT_CAL
                     _save_frozen(tf, module.serve.get_concrete_function(), saved)
         except Exception as e:  # tracing runs the model's own Python: anything can go wrong there
             raise InputError(f"{what}: TensorFlow could not trace the model for conversion "
-                             f"({_first_line(str(e))}); {_layer_hint(str(e), model)}") from None
+                             f"({first_line(e)}); {_layer_hint(str(e), model)}") from None
         np.save(calib_path, calib)
         env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
         try:
@@ -114,9 +109,7 @@ def convert_int8(model: Any, calibration: np.ndarray, samples: int = DEFAULT_CAL
             msg = proc.stderr.split(_ERROR_TAG, 1)[1].strip().splitlines()[0]
             raise InputError(f"{what}: TFLite could not convert the model to int8: {msg[:300]}; "
                              f"{_layer_hint(msg, model)}")
-        data = out.read_bytes()
-    read_graph(data, f"{what} (converted)")  # a malformed result is an error here, not in a later stage
-    return data, rewrites
+        return out.read_bytes(), rewrites
 
 
 # Recurrent layers that TF's converter segfaults on unless their time loop is unrolled (Keras 3 LSTM/GRU,
@@ -144,6 +137,8 @@ def for_tflite(model: Any, probe: np.ndarray) -> tuple[Any, tuple[str, ...]]:
     """
     kind, k = _keras_of(model)
     if not hasattr(model, "layers") or type(model).__name__ not in ("Functional", "Sequential", "Model"):
+        return model, ()
+    if not any(type(layer).__name__ in (*_UNROLL[kind], "UpSampling1D", "UpSampling2D") for layer in model.layers):
         return model, ()
     notes: list[str] = []
     from .tfenv import tensorflow
@@ -187,8 +182,6 @@ def for_tflite(model: Any, probe: np.ndarray) -> tuple[Any, tuple[str, ...]]:
             return ResizeNearest(cfg["size"], name=layer.name)
         return type(layer).from_config(cfg)
 
-    if not any(type(layer).__name__ in (*_UNROLL[kind], "UpSampling1D", "UpSampling2D") for layer in model.layers):
-        return model, ()
     try:
         rewritten = k.models.clone_model(model, clone_function=clone)
         rewritten.set_weights(model.get_weights())
@@ -204,25 +197,13 @@ def _as_list(x: Any) -> list[Any]:
     return list(x) if isinstance(x, list | tuple) else [x]
 
 
-def _first_line(text: str) -> str:
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return (lines[0] if lines else "no message")[:300]
-
-
 def _layer_hint(message: str, model: Any) -> str:
     """Name the user's layer the converter's message points at (its op locations carry the layer names)."""
-    names = _layer_names(model)
-    hits = [n for n in names if re.search(rf"(^|[/\"'\s(]){re.escape(n)}([/\"'\s)]|$)", message)]
+    types = {layer.name: type(layer).__name__ for layer in getattr(model, "layers", [])}
+    hits = [n for n in types if re.search(rf"(^|[/\"'\s(]){re.escape(n)}([/\"'\s)]|$)", message)]
     if hits:
-        return f"the failing layer is '{hits[-1]}' ({_type_of(model, hits[-1])}): replace it or drop it"
+        return f"the failing layer is '{hits[-1]}' ({types[hits[-1]]}): replace it or drop it"
     return "replace the layers TFLite has no int8 kernel for"
-
-
-def _type_of(model: Any, name: str) -> str:
-    for layer in model.layers:
-        if layer.name == name:
-            return type(layer).__name__
-    return "?"
 
 
 _FROZEN = "frozen.pb"
@@ -270,16 +251,7 @@ def _child(saved: str, calib_path: str, out_path: str) -> None:
             data = converter.convert()
     except Exception as e:  # ConverterError and friends carry long MLIR dumps: keep the line that says why
         text = str(e)
-        first = next((ln for ln in text.splitlines() if "error" in ln.lower()), _first_line(text))
+        first = next((ln for ln in text.splitlines() if "error" in ln.lower()), first_line(text))
         print(_ERROR_TAG + " ".join(first.split()), file=sys.stderr)
         raise SystemExit(3) from None
     Path(out_path).write_bytes(data)
-
-
-def float_tensors(graph: ModelGraph) -> list[str]:
-    """Activations the converter left in float32 (a layer with no int8 kernel in TFLite, or weights it kept
-    float behind a DEQUANTIZE). TFLM runs such ops with its float reference kernels: slower, but the host
-    evaluation measures the result like any other."""
-    sg = graph.main
-    used = sg.used_tensors
-    return [t.name for t in sg.tensors if t.is_activation and t.dtype == "FLOAT32" and t.index in used]

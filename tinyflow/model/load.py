@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 from ..graph import read_tflite
 
 
@@ -45,11 +45,6 @@ def _keras_version_of_h5(path: Path) -> str:
         raise InputError(f"{path}: not a valid HDF5 model file; re-save it with model.save('model.h5')") from None
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:300] if text else type(e).__name__
-
-
 def _load_keras3(path: Path, bridge: bool) -> Any:
     from .tfenv import keras3
 
@@ -62,7 +57,7 @@ def _load_keras3(path: Path, bridge: bool) -> Any:
             raise InputError(f"{path}: the model has a Lambda layer (saved Python code), which tinyflow does not "
                              "run when loading; replace it with a built-in layer or a registered custom layer"
                              ) from None
-        raise InputError(f"{path}: Keras 3 could not load this model ({_first_line(e)})") from None
+        raise InputError(f"{path}: Keras 3 could not load this model ({first_line(e)})") from None
     if not bridge:
         return model
     from .bridge import rebuild_in_tf_keras
@@ -77,7 +72,7 @@ def _load_tf_keras(path: Path) -> Any:
     try:
         return tfk.models.load_model(path, compile=False)
     except Exception as e:
-        raise InputError(f"{path}: tf_keras could not load this model ({_first_line(e)}); custom layers are not "
+        raise InputError(f"{path}: tf_keras could not load this model ({first_line(e)}); custom layers are not "
                          "supported") from None
 
 

@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 
 _RECURRENT = ("LSTM", "GRU", "SimpleRNN", "Bidirectional", "RNN", "ConvLSTM1D", "ConvLSTM2D", "TimeDistributed")
 _OUTPUT_ONLY = ("TFOpLambda", "Rescaling", "Normalization", "LayerNormalization", "BatchNormalization", "Multiply",
-                "Subtract", "Maximum", "Minimum", "Average", "ELU", "PReLU", "Softmax", "Activation")
+                "Subtract", "Maximum", "Minimum", "Average", "ELU", "PReLU", "Softmax")
 _NO_QUANTIZE = ("UpSampling1D", "UpSampling2D", "Cropping1D", "Cropping2D", "Identity", "GaussianNoise",
                 "GaussianDropout", "SpatialDropout1D", "SpatialDropout2D", "Dropout", "Permute", "Reshape", "Flatten",
                 "ZeroPadding1D", "ZeroPadding2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "MaxPooling1D")
@@ -75,7 +75,6 @@ def _configs() -> dict[str, type]:
         "plain": reg.Default8BitQuantizeConfig, "conv": reg.Default8BitConvQuantizeConfig,
         "conv_transpose": reg.Default8BitConvTransposeQuantizeConfig,
         "pp_plain": TinyflowPrunePreserveConfig, "pp_conv": TinyflowPrunePreserveConvConfig,
-        "pp_conv_transpose": TinyflowPrunePreserveConvConfig,
         "output": configs.Default8BitOutputQuantizeConfig, "none": configs.NoOpQuantizeConfig,
     }
 
@@ -301,8 +300,7 @@ def quantize_aware(model: Any, preserve_sparsity: bool, source: str = "model",
     except InputError as e:
         raise InputError(f"{source}: {e}") from None
     except (ValueError, RuntimeError, TypeError, KeyError) as e:
-        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-        raise InputError(f"{source}: TF-MOT cannot make this model quantization-aware ({first}); drop --qat to "
+        raise InputError(f"{source}: TF-MOT cannot make this model quantization-aware ({first_line(e)}); drop --qat to "
                          "use post-training quantization") from None
     if calibration is not None and not any(type(layer).__name__ == "BatchNormalization" for layer in base.layers):
         # Not with BatchNormalization: TF-MOT's Conv+BN(+ReLU) transforms move the quantizers, and measured

@@ -79,10 +79,9 @@ def build_model(model_path: str | Path, data: Dataset | None, opts: OptimizeOpti
         reporter.note(f"{loaded.source.name}: Keras 3 model rebuilt in tf_keras for TF-MOT (outputs verified equal)")
     tflite, optimized = _convert(loaded, data, opts, calibration_samples, reporter)
     graph = read_graph(tflite, loaded.source)
-    if not graph.is_quantized:
-        from .convert import float_tensors
-
-        names = float_tensors(graph)
+    floats = graph.float_activations()
+    if floats:
+        names = [t.name for t in floats]
         shown = ", ".join(n.split(";")[0] for n in names[:3])
         shown += f" and {len(names) - 3} more" if len(names) > 3 else ""
         reporter.note(f"{loaded.source.name}: the model is not fully int8 ({shown or 'float inputs/outputs'} stay "
