@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# A bug in tinyflow shows its traceback in the tests instead of the CLI's one-line "internal error".
+os.environ.setdefault("TINYFLOW_DEBUG", "1")
 
 
 @pytest.fixture(scope="session")

@@ -145,3 +145,73 @@ def test_the_process_prints_no_traceback(tmp_path):
                            str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"tinyflow: error: {tmp_path / 'missing.h5'}: model file not found"]
+
+
+def test_a_bug_is_one_line_naming_it_an_internal_error(monkeypatch, capsys, tmp_path):
+    """The one error boundary: an exception that is not a TinyflowError is a bug, shown as one line (the
+    traceback only with TINYFLOW_DEBUG=1), never a pasted traceback."""
+    import tinyflow.commands.inspect as inspect_cmd
+
+    def broken(a):
+        raise RuntimeError("tensor 'x'\n  File \"reader.py\", line 3\n    ^^^^")
+
+    monkeypatch.setattr(inspect_cmd, "cmd_inspect", broken)
+    monkeypatch.delenv("TINYFLOW_DEBUG", raising=False)
+    code = main(["inspect", str(tmp_path / "any.tflite")])
+    err = capsys.readouterr().err.strip()
+    assert code == 3
+    assert len(err.splitlines()) == 1 and err.startswith("tinyflow: internal error: RuntimeError:")
+    assert "TINYFLOW_DEBUG=1" in err and "^^^" not in err
+    monkeypatch.setenv("TINYFLOW_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        main(["inspect", str(tmp_path / "any.tflite")])
+
+
+def _digits_arrays(digits_example, **changes):
+    arrays = {k: v for k, v in np.load(digits_example[1]).items()}
+    arrays.update(changes)
+    return arrays
+
+
+@pytest.mark.parametrize("change, needles", [
+    # float64 past float32's range: was inf in the model and a segfault in the converter.
+    (lambda a: {"x_train": np.where(np.arange(a["x_train"].size).reshape(a["x_train"].shape) == 5, 1e300,
+                                    a["x_train"].astype(np.float64))}, ["x_train", "float32's range"]),
+    (lambda a: {"y_test": a["y_test"].astype(np.complex64)}, ["y_test", "complex64", "real numbers"]),
+    # Float class ids (not one-hot): a reshape traceback in evaluation before.
+    (lambda a: {"y_train": a["y_train"].astype(np.float32) + 0.0, "y_test": a["y_test"].astype(np.float32)},
+     ["y_train", "1 values per sample", "outputs 10"]),
+    (lambda a: {"y_test": a["y_test"] + 7}, ["y_test", "class ids from 7 to 16", "10 classes"]),
+    (lambda a: {"y_train": np.eye(12)[a["y_train"] % 12], "y_test": np.eye(12)[a["y_test"] % 12]},
+     ["y_train", "one-hot rows of 12 classes", "outputs 10"]),
+    (lambda a: {"labels": np.array(["zero", "o\x00ne", *map(str, range(2, 10))])}, ["labels[1]", "NUL"]),
+])
+def test_data_that_does_not_fit_the_model_is_refused_before_any_work(capsys, tmp_path, out, digits_example, change,
+                                                                     needles):
+    base = _digits_arrays(digits_example)
+    data = _write_npz(tmp_path / "bad.npz", **{**base, **change(base)})
+    _fails(capsys, ["deploy", str(digits_example[0]), "--data", str(data), "--out", str(out)], "bad.npz", *needles)
+    assert not out.exists() and not list(tmp_path.glob(".out.staging-*"))
+
+
+def test_measure_and_generate_check_the_sample_shape_against_the_tflite(capsys, tmp_path, digits_tflite):
+    data = _write_npz(tmp_path / "wrong.npz", x_test=np.zeros((4, 28, 28, 1), "float32"),
+                      y_test=np.zeros(4, "int64"))
+    _fails(capsys, ["measure", str(digits_tflite), "--data", str(data)], "wrong.npz", "28x28x1", "8x8x1")
+    _fails(capsys, ["generate", str(digits_tflite), "--board", "esp32s3", "--data", str(data), "--self-test", "2",
+                    "--out", str(tmp_path / "fw")], "wrong.npz", "28x28x1", "8x8x1")
+    labels = _write_npz(tmp_path / "labels.npz", x_test=np.zeros((4, 8, 8, 1), "float32"),
+                        y_test=np.full(4, 11, "int64"))
+    _fails(capsys, ["measure", str(digits_tflite), "--data", str(labels)], "labels.npz", "class ids from 11 to 11")
+    assert not (tmp_path / "fw").exists()
+
+
+@pytest.mark.parametrize("make", ["device", "fifo", "folder"])
+def test_a_model_path_that_is_not_a_regular_file_is_refused_without_reading_it(capsys, tmp_path, make):
+    import os
+
+    path = {"device": "/dev/zero", "fifo": str(tmp_path / "fifo.tflite"), "folder": str(tmp_path)}[make]
+    if make == "fifo":
+        os.mkfifo(path)
+    _fails(capsys, ["inspect", path], path, "not a regular file")
+    _fails(capsys, ["plan", path, "--board", "esp32s3"], path, "not a regular file")

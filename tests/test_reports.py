@@ -106,3 +106,29 @@ def test_convert_and_optimize_commands_on_their_own(digits_example, tmp_path, ca
     capsys.readouterr()
     assert main(["inspect", str(tmp_path / "o" / "model_int8.tflite"), "--json"]) == 0
     assert {o["op"] for o in json.loads(capsys.readouterr().out)["ops"]} >= {"CONV_2D", "FULLY_CONNECTED"}
+
+
+_PAYLOAD = ("<img src=x onerror=\"document.body.appendChild(document.createElement('pwned'))\">"
+            "<script>document.body.appendChild(document.createElement('pwned'))</script>")
+
+
+def _hostile(value):
+    """Every text in the report carries markup that would run if it reached the page unescaped."""
+    if isinstance(value, dict):
+        return {k: _hostile(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hostile(v) for v in value]
+    return value + _PAYLOAD if isinstance(value, str) else value
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs Debian's chromium)")
+def test_report_html_with_hostile_names_runs_no_script_in_chromium(digits_deploy, tmp_path):
+    # A model file named <img onerror=...>.tflite, a board name, op names, notes: all reach report.html.
+    report = _hostile(json.loads((digits_deploy.out_dir / "report.json").read_text()))
+    page = tmp_path / "hostile.html"
+    page.write_text(render_html(report))
+    assert _PAYLOAD not in page.read_text()
+    dom = _dump_dom(page, tmp_path)
+    assert 'id="summary"' in dom  # the page rendered
+    assert "<pwned>" not in dom and "<script>document" not in dom
+    assert "&lt;img src=x onerror=" in dom  # shown as text

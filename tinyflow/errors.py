@@ -1,8 +1,9 @@
 """The errors tinyflow reports to its user: bad input, a board that does not fit, a device that fails.
 
 Anything raised as a ``TinyflowError`` is the user's input, board, toolchain or device at fault, not a
-bug in tinyflow: the CLI prints its message on one line and exits with its code. Anything else is a
-bug and keeps its traceback.
+bug in tinyflow: the CLI prints its message on one line and exits with its code (2: bad input, 1: does
+not fit). Anything else is a bug: the CLI names it on one line as an internal error (exit 3) and shows
+the traceback only with ``TINYFLOW_DEBUG=1`` (the tests set it).
 """
 
 from __future__ import annotations

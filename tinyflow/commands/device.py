@@ -46,13 +46,15 @@ def cmd_measure(a: argparse.Namespace) -> int:
     from ..boards import find_board
     from ..device import measure_on
     from ..graph import read_graph, read_tflite
-    from ..model import load_dataset
+    from ..model import check_matches_graph, load_dataset
     from ..report import RichReporter, err_console
 
     tflite = read_tflite(a.model)
     graph = read_graph(tflite, a.model)
     board = find_board(a.board, tuple(a.board_file or ()))
     data = load_dataset(a.data, need_train=False) if a.data else None
+    if data is not None:
+        check_matches_graph(data, graph)
     port = None if a.port in (None, "sim") else a.port
     if port is None:
         err_console.print("[yellow]no --port: measuring on the SIMULATED board (host timings)[/yellow]")

@@ -26,7 +26,7 @@ def cmd_generate(a: argparse.Namespace) -> int:
     from ..errors import DoesNotFitError
     from ..firmware import generate, self_test_vectors
     from ..graph import read_graph_file, read_tflite
-    from ..model import load_dataset
+    from ..model import check_matches_graph, load_dataset
     from ..plan import assess
     from ..report import out_console
 
@@ -34,11 +34,14 @@ def cmd_generate(a: argparse.Namespace) -> int:
     graph = read_graph_file(a.model)
     board = find_board(a.board, tuple(a.board_file or ()))
     labels = _read_labels(a.labels)
-    bp = assess(graph, board, psram_choice(a), tuple(a.board_file or ()))
+    bp = assess(graph, board, psram_choice(a), tuple(a.board_file or ()), tflite)
     if not bp.fits:
         print_board_plan(bp)
         raise DoesNotFitError(f"{a.model} does not fit {board.id}; nothing generated")
-    x = load_dataset(a.data, need_train=False).x_test if a.data else None
+    data = load_dataset(a.data, need_train=False) if a.data else None
+    if data is not None:
+        check_matches_graph(data, graph)
+    x = data.x_test if data is not None else None
     st = self_test_vectors(tflite, graph, a.self_test, x)
     project = generate(graph, tflite, bp, a.out, Path(a.model).stem, labels, st, a.force)
     for kind, path in (("PlatformIO project", project.platformio), ("Arduino sketch", project.arduino)):

@@ -11,19 +11,18 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..paths import read_user_file
 from .ops import resolver_method
+from .validate import validate_model
 
 TFLITE_IDENTIFIER = b"TFL3"
 
 
+MAX_MODEL_BYTES = 256 * 1024 * 1024  # far above any microcontroller's flash; bounds a read of /dev/zero
+
+
 def read_tflite(path: str | Path) -> bytes:
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: model file not found") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read the model ({e})") from None
+    data = read_user_file(path, "model file", MAX_MODEL_BYTES)
     check_tflite_bytes(data, path)
     return data
 
@@ -150,6 +149,7 @@ class ModelGraph:
     description: str
     subgraphs: tuple[Subgraph, ...]
     metadata: dict[str, bytes] = field(default_factory=dict)
+    source: str = "<model>"  # the file it was read from, for messages
 
     @property
     def main(self) -> Subgraph:
@@ -320,6 +320,7 @@ def read_graph(data: bytes, source: str | Path = "<model>") -> ModelGraph:
         raise InputError(f"{source}: the model has no subgraphs; re-export it")
 
     type_names = _enum_names(schema.TensorType)
+    validate_model(model, len(data), {code: _TYPE_BYTES.get(name, 0) for code, name in type_names.items()}, source)
     op_names = _enum_names(schema.BuiltinOperator)
     buffers = model.buffers or []
 
@@ -337,7 +338,8 @@ def read_graph(data: bytes, source: str | Path = "<model>") -> ModelGraph:
         code = max(oc.builtinCode, oc.deprecatedBuiltinCode)
         name = op_names.get(code, f"BUILTIN_{code}")
         if name == "CUSTOM":
-            custom = oc.customCode.decode() if isinstance(oc.customCode, bytes) else str(oc.customCode)
+            # No TFLM resolver has a custom op, so its name is only ever shown: never fail on its bytes.
+            custom = oc.customCode.decode(errors="replace") if isinstance(oc.customCode, bytes) else str(oc.customCode)
             return f"CUSTOM:{custom}"
         return name
 
@@ -392,8 +394,9 @@ def read_graph(data: bytes, source: str | Path = "<model>") -> ModelGraph:
             sg_name = sg.name.decode(errors="replace") if isinstance(sg.name, bytes) else str(sg.name or "")
             subgraphs.append(Subgraph(sg_index, sg_name, tuple(tensors), tuple(operators), tuple(sg_inputs),
                                       tuple(sg_outputs)))
-    except IndexError:
-        raise InputError(f"{source}: the model refers to a tensor that does not exist; it is corrupt") from None
+    except IndexError:  # validate_model checked every index; this is a shape an op's cost model did not expect
+        raise InputError(f"{source}: corrupt model: an op's tensors do not have the ranks its kind needs; "
+                         "re-export it with the TFLite converter") from None
 
     metadata = {}
     for m in model.metadata or []:
@@ -401,7 +404,7 @@ def read_graph(data: bytes, source: str | Path = "<model>") -> ModelGraph:
             key = m.name.decode(errors="replace") if isinstance(m.name, bytes) else str(m.name)
             metadata[key] = bytes(np.asarray(buffers[m.buffer].data, dtype=np.uint8))
     desc = model.description.decode(errors="replace") if isinstance(model.description, bytes) else ""
-    return ModelGraph(len(data), hashlib.sha256(data).hexdigest(), desc, tuple(subgraphs), metadata)
+    return ModelGraph(len(data), hashlib.sha256(data).hexdigest(), desc, tuple(subgraphs), metadata, str(source))
 
 
 def read_graph_file(path: str | Path) -> ModelGraph:

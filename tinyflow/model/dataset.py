@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..graph import ModelGraph
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -77,13 +79,20 @@ def load_dataset(path: str | Path, need_train: bool = True) -> Dataset:
         if k not in arrays:
             continue
         a = arrays[k]
-        if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.bool_)):
-            raise InputError(f"{path}: {k} has dtype {a.dtype}; it must be numeric")
+        if a.dtype == object or np.issubdtype(a.dtype, np.complexfloating) or not (
+                np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.bool_)):
+            raise InputError(f"{path}: {k} has dtype {a.dtype}; it must be real numbers (int or float)")
         if a.ndim == 0 or len(a) == 0:
             raise InputError(f"{path}: {k} is empty; it needs at least one sample")
         if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
             bad = int(np.count_nonzero(~np.isfinite(a)))
             raise InputError(f"{path}: {k} contains {bad} NaN or infinite values; clean or drop those samples")
+        # float64 (or int64) values past float32's range become inf in the float32 model and crash the converter.
+        if a.dtype.itemsize > 4 and np.issubdtype(a.dtype, np.number) and a.size:
+            big = int(np.count_nonzero(np.abs(a.astype(np.float64)) > _F32_MAX))
+            if big:
+                raise InputError(f"{path}: {k} holds {big} values beyond float32's range (±3.4e38); the model "
+                                 "computes in float32: rescale the data")
 
     for x, y in (("x_train", "y_train"), ("x_test", "y_test")):
         if y in arrays and x in arrays and len(arrays[y]) != len(arrays[x]):
@@ -99,6 +108,10 @@ def load_dataset(path: str | Path, need_train: bool = True) -> Dataset:
         if raw.ndim != 1 or not (np.issubdtype(raw.dtype, np.str_) or np.issubdtype(raw.dtype, np.integer)):
             raise InputError(f"{path}: labels must be a 1-D array of class names (strings)")
         labels = tuple(str(v) for v in raw)
+        for i, name in enumerate(labels):
+            if not name or any(ord(c) < 32 or ord(c) == 127 for c in name):
+                raise InputError(f"{path}: labels[{i}] is {name!r}: a class name must be non-empty printable text "
+                                 "(no NUL, newline or other control character)")
 
     anomaly = None
     if "anomaly" in arrays:
@@ -126,3 +139,40 @@ def check_matches_input(data: Dataset, input_shape: tuple[int | None, ...], what
         want = "x".join("?" if d in (None, -1) else str(d) for d in input_shape)
         got = "x".join(map(str, sample))
         raise InputError(f"{data.source}: samples are {got} but {what} takes {want}; reshape x_train and x_test")
+
+
+def check_matches_output(data: Dataset, output_shape: tuple[int, ...], what: str) -> None:
+    """Labels that the model's output can be scored against: class ids below its class count, one-hot rows
+    of its width, or regression targets with as many values per sample as it outputs. ``output_shape``
+    excludes the batch axis."""
+    per_sample = int(np.prod(output_shape)) if output_shape else 1
+    classes = per_sample if per_sample > 1 else 2  # one sigmoid unit scores two classes
+    for key in ("y_train", "y_test"):
+        y = getattr(data, key)
+        if y is None:
+            continue
+        if _is_class_labels(y):
+            if y.ndim == 2 and y.shape[1] > 1:
+                if y.shape[1] != classes:
+                    raise InputError(f"{data.source}: {key} has one-hot rows of {y.shape[1]} classes but {what} "
+                                     f"outputs {classes}; give labels for the model's classes")
+                continue
+            if int(np.prod(y.shape[1:])) != 1:
+                raise InputError(f"{data.source}: {key} has shape {list(y.shape)}: class ids need one per "
+                                 "sample (shape [n] or [n, 1])")
+            ids = y.reshape(len(y)).astype(np.int64)
+            low, high = int(ids.min()), int(ids.max())
+            if low < 0 or high >= classes:
+                raise InputError(f"{data.source}: {key} has class ids from {low} to {high} but {what} outputs "
+                                 f"{classes} classes (ids 0..{classes - 1}); fix the labels or the model")
+        elif int(np.prod(y.shape[1:])) != per_sample:
+            raise InputError(f"{data.source}: {key} has {int(np.prod(y.shape[1:]))} values per sample but {what} "
+                             f"outputs {per_sample}; as class ids give integers (or one-hot rows), as targets "
+                             "one value per output")
+
+
+def check_matches_graph(data: Dataset, graph: ModelGraph) -> None:
+    """The data against a converted model's first input and output (every command that takes both)."""
+    inp, out = graph.input_tensors()[0], graph.output_tensors()[0]
+    check_matches_input(data, inp.shape[1:], f"{Path(graph.source).name}'s input '{inp.name}'")
+    check_matches_output(data, out.shape[1:], f"{Path(graph.source).name}'s output '{out.name}'")

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..graph import ModelGraph, dequantize, quantize
-from .dataset import Dataset, check_matches_input, class_ids
+from .dataset import Dataset, check_matches_graph, class_ids
 from .tflm_host import run_model, tflm_version
 
 
@@ -59,7 +59,7 @@ def evaluate(graph: ModelGraph, tflite: bytes, data: Dataset, float_model: Any |
              arena_size: int | None = None, source: str | Path | None = None) -> HostEvaluation:
     """Evaluate on ``data.x_test`` (the first ``limit`` samples); the Keras models are optional."""
     inp, out = graph.input_tensors()[0], graph.output_tensors()[0]
-    check_matches_input(data, inp.shape[1:], f"model input '{inp.name}'")
+    check_matches_graph(data, graph)
     n = len(data.x_test) if limit is None else min(limit, len(data.x_test))
     x = data.x_test[:n]
     xq = quantize(x, inp)

@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import DoesNotFitError, InputError
 from ..graph import ModelGraph, read_graph
 from ..progress import Reporter
-from .dataset import Dataset, check_matches_input
+from .dataset import Dataset, check_matches_input, check_matches_output
 from .evaluation import HostEvaluation, evaluate
 from .load import LoadedModel, load_model
 from .optimization import OptimizedModel, OptimizeOptions, optimize
@@ -43,6 +43,9 @@ def _convert(loaded: LoadedModel, data: Dataset | None, opts: OptimizeOptions, c
     model = loaded.keras_model
     if data is not None:
         check_matches_input(data, tuple(model.inputs[0].shape[1:]), f"model '{loaded.source.name}'")
+        out_shape = tuple(d if d is not None else -1 for d in model.outputs[0].shape[1:])
+        if all(d > 0 for d in out_shape):
+            check_matches_output(data, out_shape, f"model '{loaded.source.name}'")
     if opts.qat:
         from .qat import check_supported
 

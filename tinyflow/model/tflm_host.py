@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DoesNotFitError, InputError
+from ..errors import DoesNotFitError, InputError, first_line
 
 # Generous default for runs that are not about memory: the interpreter only needs to build.
 DEFAULT_RUN_ARENA = 8 * 1024 * 1024
@@ -119,6 +119,33 @@ def builds(model: bytes, arena_size: int, source: str = "<model>") -> bool:
     except TflmCrash as e:
         raise _explain_crash(e, source) from None
     return bool(out["ok"][0])
+
+
+_RUNS: set[str] = set()  # sha256 of models that built and invoked in this process: check once
+
+
+def check_runs(model: bytes, source: str = "<model>", arena_size: int | None = None) -> None:
+    """Build the interpreter and invoke the model once on zero inputs, in a child; a model TFLM refuses or
+    crashes on is an ``InputError`` with what TFLM said. A structurally valid flatbuffer can still be one
+    TFLM cannot run (an op whose Prepare refuses its tensors); this is the check before saying "fits"."""
+    import hashlib
+
+    key = hashlib.sha256(model).hexdigest() + f":{arena_size}"
+    if key in _RUNS:
+        return
+    try:
+        out = _call("check", {"model": np.frombuffer(model, dtype=np.uint8),
+                              "arena": np.array(arena_size or DEFAULT_RUN_ARENA)})
+    except TflmCrash as e:
+        err = _explain_crash(e, source)
+        if isinstance(err, DoesNotFitError):  # a signal: TFLM crashed on it, which the plan did not foresee
+            err = InputError(f"{source}: TFLM crashed (signal {-e.returncode}) running the model: "
+                             f"{_tflm_message(e.stderr)}; it is corrupt or has an op TFLM cannot run")
+        raise err from None
+    if str(out["error"]):
+        raise InputError(f"{source}: the host TFLM interpreter cannot run the model: {out['error']}; "
+                         "it is corrupt or has an op TFLM cannot run")
+    _RUNS.add(key)
 
 
 def smallest_arena(model: bytes, source: str = "<model>") -> int:
@@ -233,6 +260,28 @@ def _child(command: str, req_path: str, resp_path: str) -> None:
             results = [np.array(it.get_output(k)) for k in range(n_out)]
             outs.append(results)
         np.savez(resp_path, **{f"out{k}": np.concatenate([o[k] for o in outs]) for k in range(len(outs[0]))})
+    elif command == "check":
+        # A refusal is an answer, not a crash: report TFLM's words (its C log, then the Python error).
+        failures: list[BaseException] = []
+
+        def build_and_invoke() -> None:
+            try:
+                it = _interpreter(model, int(req["arena"]))
+                from ..graph import read_graph
+
+                for i in range(len(read_graph(model).main.inputs)):
+                    d = it.get_input_details(i)
+                    it.set_input(np.zeros(d["shape"], dtype=d["dtype"]), i)
+                it.invoke()
+            except Exception as e:  # the runtime raises RuntimeError/ValueError with TFLM's status
+                failures.append(e)
+
+        log = _capture_c_output(build_and_invoke)
+        error = ""
+        if failures:
+            said = [ln.strip() for ln in log.splitlines() if ln.strip()]
+            error = "; ".join(dict.fromkeys([*said[-2:], first_line(failures[0])]))[:400]
+        np.savez(resp_path, error=np.array(error))
     elif command == "builds":
         np.savez(resp_path, ok=np.array([_try_build(model, int(req["arena"][0]))]))
     elif command == "smallest":

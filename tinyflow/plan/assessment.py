@@ -8,6 +8,7 @@ from typing import Any
 from ..boards import Board, all_boards
 from ..errors import InputError
 from ..graph import ModelGraph, read_graph
+from ..model import DEFAULT_RUN_ARENA, check_runs
 from .budget import Budget, check
 from .hazards import Hazard, find_hazards
 from .kernel_libraries import library_label
@@ -101,8 +102,15 @@ def _check_shapes(graph: ModelGraph) -> None:
         for t in sg.tensors:
             dynamic = any(d < 0 for d in t.shape) or any(d < 0 for d in t.shape_signature[1:])
             if dynamic and not t.is_constant:
-                raise InputError(f"tensor '{t.name}' has a dynamic shape {list(t.shape_signature)}; TFLM needs fixed "
-                                 "shapes: convert with a fixed input shape (batch 1)")
+                raise InputError(f"{graph.source}: tensor '{t.name}' has a dynamic shape {list(t.shape_signature)}; "
+                                 "TFLM needs fixed shapes: convert with a fixed input shape (batch 1)")
+
+
+def _host_arena(graph: ModelGraph) -> int:
+    # Room for every activation at once plus the (64-bit host's) persistent tail: enough to build any model
+    # that builds at all, so a failure is the model's, not the arena's.
+    activations = sum(t.bytes for sg in graph.subgraphs for t in sg.tensors if not t.is_constant)
+    return max(DEFAULT_RUN_ARENA, 2 * activations + (4 << 20))
 
 
 def _boards_that_fit(graph: ModelGraph, current: Board, extra: tuple[str, ...]) -> str:
@@ -120,17 +128,26 @@ def _boards_that_fit(graph: ModelGraph, current: Board, extra: tuple[str, ...]) 
 def assess(graph: ModelGraph, board: Board, psram: bool | None = None, board_files: tuple[str, ...] = (),
            tflite: bytes | None = None, offline: bool = False) -> BoardPlan:
     """``offline``: also search an offline memory plan (needs ``tflite``); when it beats TFLM's greedy plan,
-    the result describes the rewritten model (``BoardPlan.tflite``) and keeps TFLM's figure beside it."""
+    the result describes the rewritten model (``BoardPlan.tflite``) and keeps TFLM's figure beside it.
+
+    With ``tflite``, a model that could fit is first built and invoked once by the host TFLM interpreter (in
+    a child): one TFLM cannot run is an ``InputError`` with what TFLM said, never a plan that fits. Without
+    it the plan is of the graph alone."""
     _check_shapes(graph)
+    runnable = tflite is not None and not graph.unsupported_ops and not find_hazards(graph)
+    if runnable:
+        check_runs(tflite, graph.source, _host_arena(graph))
     greedy_memory = plan = None
-    if offline and tflite is not None and not graph.unsupported_ops:
+    if offline and runnable:
         from .placement import improve_model
 
         improved = improve_model(tflite, graph, board.pointer_bytes, board.kernel_library, board.mcu)
         if improved is not None:
             greedy_memory = plan_graph(graph, board.pointer_bytes, board.kernel_library, board.mcu)
             tflite, plan = improved
-            graph = read_graph(tflite, "the model with its offline plan")
+            source = f"{graph.source} (with its offline memory plan)"
+            graph = read_graph(tflite, source)
+            check_runs(tflite, source, _host_arena(graph))
     bp = _assess(graph, board, psram, board_files)
     if plan is None:
         return bp

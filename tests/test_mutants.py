@@ -1,0 +1,104 @@
+"""Corrupt models (tests/mutants.py) through inspect, plan and generate: one line and exit 1/2, or a model
+the real TFLM interpreter runs. Never a traceback, a signal, or "fits" for a model TFLM cannot run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.mutants import SWAP_OPS, mutants, structural_mutations
+from tinyflow.cli import main
+from tinyflow.graph import read_graph
+from tinyflow.model import run_model
+
+_NUMPY = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "INT32": np.int32, "FLOAT32": np.float32}
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str]:
+    code = main(argv)
+    return code, capsys.readouterr().err.strip()
+
+
+def _problems(label: str, cmd: str, code: int, err: str, path: str) -> list[str]:
+    out = []
+    if code not in (0, 1, 2):
+        out.append(f"{label}: {cmd} exit {code}: {err[:200]}")
+    lines = err.splitlines()
+    if code == 2 and (len(lines) != 1 or not lines[0].startswith("tinyflow: error: ") or path not in lines[0]):
+        out.append(f"{label}: {cmd} error is not one line naming the file: {err[:300]!r}")
+    if any(mark in err for mark in ("Traceback", 'File "', "^^^", "internal error")):
+        out.append(f"{label}: {cmd} pasted a traceback: {err[:300]!r}")
+    return out
+
+
+def _fits_means_runs(label: str, data: bytes) -> list[str]:
+    """What "fits" promises: the real interpreter (in a child) builds and invokes the model."""
+    g = read_graph(data, label)
+    inputs = [np.zeros(t.shape, dtype=_NUMPY.get(t.dtype, np.int8)) for t in g.input_tensors()]
+    try:
+        run_model(data, inputs, source=label)
+    except Exception as e:  # any failure here is the defect under test
+        return [f"{label}: plan said it fits but TFLM cannot run it: {e}"]
+    return []
+
+
+def _drive(name: str, corpus_model, tmp_path, capsys, byte_flips: int) -> tuple[list[str], dict[str, int]]:
+    data = corpus_model(name)
+    path = str(tmp_path / f"{name}-mutant.tflite")
+    problems: list[str] = []
+    seen = {"mutants": 0, "refused": 0, "fits": 0}
+    for label, mutant in mutants(data, byte_flips=byte_flips, seed=7):
+        with open(path, "wb") as f:
+            f.write(mutant)
+        seen["mutants"] += 1
+        code, err = _run(["inspect", path], capsys)
+        problems += _problems(label, "inspect", code, err, path)
+        code, err = _run(["plan", "--board", "esp32s3", "--optimize", path], capsys)
+        problems += _problems(label, "plan", code, err, path)
+        seen["refused"] += code == 2
+        if code == 0:
+            seen["fits"] += 1
+            problems += _fits_means_runs(label, mutant)
+            out = tmp_path / "fw"
+            code, err = _run(["generate", path, "--board", "esp32s3", "--out", str(out), "--force"], capsys)
+            problems += _problems(label, "generate", code, err, path)
+            if code != 0:
+                problems.append(f"{label}: plan fits but generate exit {code}: {err[:200]}")
+    return problems, seen
+
+
+def test_structural_mutants_cover_every_class_the_fuzz_campaign_found(corpus_model):
+    labels = [label for label, _ in structural_mutations(corpus_model("cnn_pool"))]
+    for wanted in ("buffer index past the end", "unknown tensor type", "op output index -2",
+                   "subgraph input out of range", "custom op code not UTF-8", "offline plan in a missing buffer",
+                   "op 0 becomes MEAN"):
+        assert wanted in labels
+    assert sum(label.startswith("op ") and " becomes " in label for label in labels) >= len(SWAP_OPS)
+
+
+@pytest.mark.parametrize("name", ["cnn_pool", "op_mix"])
+def test_corrupt_models_are_refused_in_one_line_or_run_in_tflm(name, corpus_model, tmp_path, capsys):
+    problems, seen = _drive(name, corpus_model, tmp_path, capsys, byte_flips=30)
+    assert not problems, "\n".join(problems[:20])
+    # The corpus exercised both outcomes: most mutants are refused, and the harmless ones still plan.
+    assert seen["refused"] > seen["mutants"] // 2 and seen["fits"] > 0, seen
+
+
+def test_a_model_tflm_refuses_is_exit_2_with_what_tflm_said(corpus_model, tmp_path, capsys):
+    from tests.mutants import _model, _pack
+    from tinyflow.graph import tflite_schema
+
+    s = tflite_schema()
+    m = _model(corpus_model("cnn_pool"))
+    # A structurally valid file whose last op is now a MEAN without its axis tensor: TFLM's Prepare refuses.
+    oc = s.OperatorCodeT()
+    oc.builtinCode = oc.deprecatedBuiltinCode = s.BuiltinOperator.MEAN
+    oc.version = 1
+    m.operatorCodes.append(oc)
+    m.subgraphs[0].operators[-1].opcodeIndex = len(m.operatorCodes) - 1
+    path = tmp_path / "mean.tflite"
+    path.write_bytes(_pack(m))
+    code, err = _run(["plan", "--board", "esp32s3", str(path)], capsys)
+    assert code == 2
+    assert err.startswith(f"tinyflow: error: {path}: the host TFLM interpreter cannot run the model") and "MEAN" in err
+    assert len(err.splitlines()) == 1
