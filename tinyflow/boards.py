@@ -145,7 +145,7 @@ def _show(value: Any, limit: int = 60) -> str:
 
 
 def _key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_.]+", key) else _show(key)
+    return key if re.fullmatch(r"[A-Za-z0-9_.]+(?:\[[0-9]+\])?", key) else _show(key)
 
 
 def _printable(text: str) -> bool:
