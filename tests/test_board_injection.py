@@ -413,3 +413,20 @@ def test_a_value_its_format_cannot_hold_is_refused_and_nothing_is_written(corpus
     assert len(message.splitlines()) == 1 and message.startswith(f"{board.source}: "), message
     assert field is None or field in message, message
     assert not out.exists()  # all or nothing: no file holds the injected line
+
+
+def test_what_real_boards_use_still_passes_the_schema(tmp_path):
+    def edit(data: dict[str, Any]) -> None:
+        data["platformio"]["lib_deps"] = ["adafruit/Adafruit GFX Library@^1.11.9", "bblanchon/ArduinoJson@~7.0.4",
+                                          "https://github.com/user/lib/archive/refs/tags/v1.0.zip"]
+        data["platformio"]["options"]["board_build.f_cpu"] = 240000000
+        data["arduino"]["defines"] = ["TF_LITE_STATIC_MEMORY", "ESP_NN=1"]
+        data["arduino"]["include"] = "tensorflow/lite/micro/micro_interpreter.h"
+        data["arduino"]["libraries"] = ["Arduino_TensorFlowLite@2.4.0", "Harvard TinyMLx"]
+        data["partition_tables"][0]["csv"] = ("# name, type\nnvs, data, nvs, 0x9000, 24K,\n"
+                                              "factory, app, factory, , 1M,\n")
+    board = load_board_file(_write_hostile(tmp_path, edit))
+    assert board.platformio.lib_deps[0] == "adafruit/Adafruit GFX Library@^1.11.9"
+    assert board.platformio.options["board_build.f_cpu"] == "240000000"
+    assert board.arduino.defines == ("TF_LITE_STATIC_MEMORY", "ESP_NN=1")
+    assert board.arduino.libraries[1] == "Harvard TinyMLx"

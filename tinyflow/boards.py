@@ -114,9 +114,10 @@ PSRAM_MODES = ("oct", "quad")
 FLASH_MODES = ("qio", "qout", "dio", "dout", "opi")  # ESP-IDF's CONFIG_ESPTOOLPY_FLASHMODE_* choices
 
 _NAME = r"[A-Za-z0-9_.-]+"
-# A PlatformIO package spec (platform or library): [owner/]name[@version range], or a URL. No whitespace,
-# ';' or '#' (INI comments), '$' (PlatformIO's ${...} interpolation) or quotes.
-_PIO_SPEC = re.compile(r"(?:[A-Za-z0-9_.-]+/)?[A-Za-z0-9_.+-]+(?:@[A-Za-z0-9_.~^<>=*+,!-]+)?"
+# A PlatformIO package spec (platform or library): [owner/]name[@version range], or a URL. Registry names may
+# hold single spaces ("Adafruit GFX Library"); nothing else that INI reads: no ';' or '#' (comments), '$'
+# (PlatformIO's ${...} interpolation), quotes or line breaks.
+_PIO_SPEC = re.compile(r"(?:[A-Za-z0-9_.-]+/)?[A-Za-z0-9_.+-]+(?: [A-Za-z0-9_.+-]+)*(?:@[A-Za-z0-9_.~^<>=*+,!-]+)?"
                        r"|(?:https?|git\+https?|file|symlink)://[A-Za-z0-9_.~:/?&=%+@,-]+")
 _PIO_OPTION_KEY = re.compile(r"board_(?:build|upload)\.[a-z0-9_]+(?:\.[a-z0-9_]+)*|build_type|upload_protocol")
 _PIO_OPTION_VALUE = re.compile(r"[A-Za-z0-9_.,:/@+=-]+(?: [A-Za-z0-9_.,:/@+=-]+)*")
@@ -352,7 +353,7 @@ def parse_board(data: dict[str, Any], source: Path) -> Board:
     pio = None
     p = top.table("platformio", None)
     if p is not None:
-        spec = "a PlatformIO package spec (name[@version] or an https:// URL, no spaces, ';', '#' or '$')"
+        spec = "a PlatformIO package spec ([owner/]name[@version] or an https:// URL; no ';', '#', '$' or quotes)"
         framework = p.choice("framework", ("espidf", "arduino"))
         pio = PlatformIOSpec(
             p.text("platform", _PIO_SPEC, spec, max_len=256),
