@@ -308,6 +308,11 @@ def test_strings_without_line_breaks_stay_one_value_of_their_format(corpus_model
     (section,) = cfg.sections()
     assert set(cfg[section]) == set(ref_cfg[section]) and "extra_scripts" not in cfg[section]
     assert cfg[section]["platform"] == platform
+    from platformio.project.config import ProjectConfig
+
+    pio_cfg = ProjectConfig(str(pio / "platformio.ini"), parse_extra=False)
+    assert pio_cfg.envs() == ["esp32s3_devkitc_1_n8r8"] and pio_cfg.get(section, "extra_scripts") == []
+    assert pio_cfg.get(section, "platform") == platform
 
     sdk, ref_sdk = _sdkconfig(pio / "sdkconfig.defaults"), _sdkconfig(ref / "sdkconfig.defaults")
     assert set(sdk) == set(ref_sdk) and "CONFIG_BOOTLOADER_X" not in sdk

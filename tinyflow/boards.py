@@ -438,7 +438,7 @@ def parse_board(data: dict[str, Any], source: Path) -> Board:
 def load_board_file(path: str | Path) -> Board:
     path = Path(path)
     try:
-        text = read_user_file(path, "board file", MAX_BOARD_FILE_BYTES).decode("utf-8")
+        text = read_user_file(path, "board file", MAX_BOARD_FILE_BYTES).decode("utf-8-sig")  # Notepad writes a BOM
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: the board file is not UTF-8 text ({e.reason} at byte {e.start}); save it as "
                          "UTF-8") from None
