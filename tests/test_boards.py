@@ -76,7 +76,7 @@ def test_board_file_adds_a_board(tmp_path):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda s: s.replace('cpu_mhz = 240\n', ''), "cpu_mhz is missing"),
-    (lambda s: s.replace('cpu_mhz = 240', 'cpu_mhz = "fast"'), "cpu_mhz must be a int"),
+    (lambda s: s.replace('cpu_mhz = 240', 'cpu_mhz = "fast"'), "cpu_mhz must be an integer"),
     (lambda s: s.replace('cpu_mhz = 240', 'cpu_mhz = 240\ncpu_mhzz = 1'), "cpu_mhzz is not a known board field"),
     (lambda s: s.replace('"esp-nn"', '"tpu"'), "kernel_library 'tpu' must be one of"),
     (lambda s: s.replace('"303A:1001"', '"303A-1001"'), "is not VID:PID"),

@@ -3,22 +3,45 @@
 from __future__ import annotations
 
 import argparse
+import unicodedata
 from pathlib import Path
 
 from . import Command
 from .options import board_options, psram_choice, psram_options
 from .plan import print_board_plan
 
+MAX_LABELS_FILE_BYTES = 1024 * 1024
 
-def _read_labels(path: str | None) -> list[str] | None:
+
+def _read_labels(path: str | None, classes: int | None = None) -> list[str] | None:
+    """One label per non-blank line. A label becomes a C string: a NUL would cut it short, and other control
+    characters are not a label, so both are refused with the line's number."""
     from ..errors import InputError
+    from ..paths import read_user_file
 
     if path is None:
         return None
+    data = read_user_file(path, "labels file", MAX_LABELS_FILE_BYTES)
     try:
-        return [line.rstrip("\r\n") for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: cannot read the labels file ({e}); give one label per line") from None
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: the labels file is not UTF-8 text (byte {e.start}); save it as UTF-8, one label "
+                         "per line") from None
+    labels = []
+    # Only \n ends a line: str.splitlines() would also split at form feeds and U+2028, turning one label into two.
+    for number, line in enumerate(text.split("\n"), 1):
+        line = line.removesuffix("\r")
+        if not line.strip():
+            continue
+        bad = next((c for c in line if unicodedata.category(c) in ("Cc", "Zl", "Zp")), None)
+        if bad is not None:
+            raise InputError(f"{path}: line {number} holds the control character {bad!r}; a label is printable "
+                             "text, one per line")
+        labels.append(line)
+    if classes is not None and len(labels) != classes:
+        raise InputError(f"{path}: {len(labels)} labels but the model's first output has {classes} classes; give "
+                         "one label per class, one per line")
+    return labels
 
 
 def cmd_generate(a: argparse.Namespace) -> int:
@@ -33,7 +56,9 @@ def cmd_generate(a: argparse.Namespace) -> int:
     tflite = read_tflite(a.model)
     graph = read_graph_file(a.model)
     board = find_board(a.board, tuple(a.board_file or ()))
-    labels = _read_labels(a.labels)
+    outputs = graph.output_tensors()
+    classes = (outputs[0].shape[-1] if outputs[0].shape else 1) if outputs else None
+    labels = _read_labels(a.labels, classes)
     bp = assess(graph, board, psram_choice(a), tuple(a.board_file or ()), tflite)
     if not bp.fits:
         print_board_plan(bp)

@@ -72,7 +72,8 @@ def cmd_plan(a: argparse.Namespace) -> int:
             raise OutputExistsError(f"{out}: exists; pass --force to replace it")
         write_bytes(out, bp.tflite or tflite)
     if a.json:
-        print(json.dumps(bp.to_json(), indent=2))
+        # allow_nan=False: NaN/Infinity are not JSON; a non-finite figure is a bug to see, not output to parse.
+        print(json.dumps(bp.to_json(), indent=2, allow_nan=False))
     else:
         print_board_plan(bp)
     return 0 if bp.fits else 1

@@ -18,7 +18,20 @@ from ..graph import ModelGraph, Tensor, resolver_method
 from ..paths import templates_dir
 from ..plan import BoardPlan
 from ..protocol import PROTOCOL_VERSION, TENSOR_TYPE_CODES
-from .cnames import comment_text, identifier, sketch_name, string_literal
+from .cnames import (
+    c_uint32,
+    comment_text,
+    header_name,
+    identifier,
+    ini_key,
+    ini_value,
+    kconfig_string,
+    kconfig_symbol,
+    shell_word,
+    sketch_name,
+    string_literal,
+    yaml_string,
+)
 
 BYTES_PER_LINE = 16
 MAX_BENCH_RUNS = 1000  # the device keeps one uint32 of time and one of cycles per run
@@ -35,9 +48,12 @@ class SelfTest:
 
 def environment() -> jinja2.Environment:
     # StrictUndefined: a missing value is an error at generation time, never an empty string in C.
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())), undefined=jinja2.StrictUndefined,
-                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
-                              autoescape=False)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    # One filter per target format: every board string a template writes names the format it lands in.
+    env.filters.update(ini=ini_value, ini_key=ini_key, kconfig_string=kconfig_string, kconfig_symbol=kconfig_symbol,
+                       sh=shell_word, yaml=yaml_string, c_header=header_name)
+    return env
 
 
 def byte_rows(data: bytes, per_line: int = BYTES_PER_LINE) -> list[str]:
@@ -91,7 +107,8 @@ def _labels(labels: list[str] | None, graph: ModelGraph) -> list[str]:
     if labels is None:
         return []
     if len(labels) != classes:
-        raise InputError(f"{len(labels)} labels given but the model's first output has {classes} classes")
+        raise InputError(f"{len(labels)} labels given but the model's first output has {classes} classes; give "
+                         "one label per class")
     return [string_literal(label) for label in labels]
 
 
@@ -149,9 +166,9 @@ def context(graph: ModelGraph, tflite: bytes, bp: BoardPlan, model_name: str, la
             "id": string_literal(board.id),
             "id_comment": comment_text(board.id),
             "name": comment_text(board.name),
-            "cpu_mhz": board.cpu_mhz,
+            "cpu_mhz": c_uint32(board.cpu_mhz, "cpu_mhz"),
             "console": board.console,
-            "baud": board.monitor_speed,
+            "baud": c_uint32(board.monitor_speed, "serial.monitor_speed"),
             "idf_target": board.idf_target or "",
             "psram_mode": board.psram_mode or "",
             "flash_mb": board.flash_bytes // (1024 * 1024),
@@ -162,7 +179,7 @@ def context(graph: ModelGraph, tflite: bytes, bp: BoardPlan, model_name: str, la
         "self_test": st,
         "platformio": None if pio is None else {
             "platform": pio.platform, "board": pio.board, "framework": pio.framework,
-            "options": [f"{k} = {v}" for k, v in pio.options.items()],
+            "options": list(pio.options.items()),
             "lib_deps": [],
         },
         "arduino": None if ard is None else {

@@ -7,6 +7,7 @@ that is published whole (see ``outdir``).
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from ..boards import partition_rows_problem
 from ..errors import InputError
 from ..graph import ModelGraph, quantize
 from ..model import run_model
 from ..outdir import OutputDir, write_text
 from ..paths import templates_dir
 from ..plan import BoardPlan
+from .cnames import UnsafeText, c_uint32, comment_text, macro
 from .codegen import SelfTest, context, render
 
 # Shared sources: (template, file name stem). Arduino compiles .cpp, ESP-IDF takes .cc.
@@ -135,20 +138,28 @@ def build_context(graph: ModelGraph, tflite: bytes, bp: BoardPlan, model_name: s
                   labels: list[str] | None = None, self_test: SelfTest | None = None) -> dict[str, Any]:
     ctx = context(graph, tflite, bp, model_name, labels, self_test)
     board, budget = bp.board, bp.budget
-    table = next((t for t in board.partition_tables if t.name == budget.partition_table), None)
+    index, table = next(((i, t) for i, t in enumerate(board.partition_tables) if t.name == budget.partition_table),
+                        (None, None))
+    if table is not None and table.csv is not None:
+        # The rows are written as they are: checked again here, since a CSV row has no escaping.
+        problem = partition_rows_problem(table.csv)
+        if problem:
+            raise UnsafeText(f"partition_tables[{index}].csv {problem}")
     ctx["partition"] = None if table is None or table.csv is None else {
-        "name": table.name, "app_bytes": table.app_bytes, "csv": table.csv.strip(),
+        "name": comment_text(table.name), "app_bytes": table.app_bytes, "csv": table.csv.strip(),
         "arduino_scheme": table.arduino_scheme}
     ctx["flash_total"] = budget.flash_total_bytes
-    ctx["env_name"] = board.id.replace("-", "_")
-    ctx["upload_speed"] = board.upload_speed
+    # PlatformIO's environment names are [a-z0-9_-]; '-' becomes '_' as it always did.
+    ctx["env_name"] = re.sub(r"[^A-Za-z0-9_]", "_", board.id)
+    ctx["upload_speed"] = None if board.upload_speed is None else c_uint32(board.upload_speed, "serial.upload_speed")
     if ctx["platformio"] is not None:
         ctx["platformio"]["lib_deps"] = list(board.platformio.lib_deps)
     if ctx["arduino"] is not None:
         scheme = table.arduino_scheme if table else None
         ctx["fqbn"] = _arduino_fqbn(ctx, scheme)
     ctx["arduino_include"] = board.arduino.include if board.arduino else None
-    ctx["arduino_defines"] = list(board.arduino.defines) if board.arduino else []
+    ctx["arduino_defines"] = [dict(zip(("name", "value"), macro(d, f"arduino.defines[{i}]"), strict=True))
+                              for i, d in enumerate(board.arduino.defines if board.arduino else ())]
     ctx["arduino_libraries"] = list(board.arduino.libraries) if board.arduino else []
     return ctx
 
@@ -158,15 +169,19 @@ def write_project(dest: Path, graph: ModelGraph, tflite: bytes, bp: BoardPlan, m
     """Write ``dest/platformio`` and ``dest/arduino/<sketch>`` (those the board describes) into ``dest``."""
     if not bp.fits:
         raise InputError(f"the model does not fit {bp.board.id}; run `tinyflow plan` to see why")
-    ctx = build_context(graph, tflite, bp, model_name, labels, self_test)
     files: list[Path] = []
     pio_dir = ard_dir = None
-    if ctx["platformio"] is not None:
-        pio_dir = dest / "platformio"
-        _platformio(ctx, pio_dir, files)
-    if ctx["arduino"] is not None:
-        ard_dir = dest / "arduino" / ctx["arduino"]["sketch"]
-        _arduino(ctx, dest / "arduino", files)
+    try:
+        ctx = build_context(graph, tflite, bp, model_name, labels, self_test)
+        if ctx["platformio"] is not None:
+            pio_dir = dest / "platformio"
+            _platformio(ctx, pio_dir, files)
+        if ctx["arduino"] is not None:
+            ard_dir = dest / "arduino" / ctx["arduino"]["sketch"]
+            _arduino(ctx, dest / "arduino", files)
+    except UnsafeText as e:
+        # Only a Board built in code gets here: a board file with such a value is refused when it is loaded.
+        raise InputError(f"{bp.board.source}: {e}; fix the board, nothing was generated") from None
     return FirmwareProject(dest, pio_dir, ard_dir, tuple(files))
 
 
