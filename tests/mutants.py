@@ -51,15 +51,15 @@ def _with_metadata(model: Any, name: bytes, payload: bytes, buffer: int | None =
     model.metadata = [*(model.metadata or []), meta]
 
 
-def structural_mutations(data: bytes) -> Iterator[tuple[str, Mutation]]:
-    """``(label, mutate)`` pairs; ``mutate`` edits a fresh ``ModelT`` of ``data`` in place."""
+def structural_mutations(data: bytes, every_swap: bool = False) -> Iterator[tuple[str, Mutation]]:
+    """``(label, mutate)`` pairs; ``mutate`` edits a fresh ``ModelT`` of ``data`` in place. Each op of
+    ``SWAP_OPS`` replaces one op of the model in turn (``every_swap``: replaces each op)."""
     s = tflite_schema()
     base = _model(data)
     sg = base.subgraphs[0]
     n_t, n_ops, n_buf = len(sg.tensors), len(sg.operators), len(base.buffers)
     const = next(i for i, t in enumerate(sg.tensors) if t.buffer and base.buffers[t.buffer].data is not None)
     act = sg.outputs[0]
-    codes = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
 
     def op_field(o: int, field: str, value: Any) -> Mutation:
         return lambda m: setattr(m.subgraphs[0].operators[o], field, value)
@@ -122,22 +122,23 @@ def structural_mutations(data: bytes) -> Iterator[tuple[str, Mutation]]:
     yield "offline plan all at offset 0", lambda m: _with_metadata(
         m, b"OfflineMemoryAllocation", _offline_plan([0] * n_t))
     yield "metadata in a missing buffer", lambda m: _with_metadata(m, b"min_runtime_version", b"", n_buf + 9)
-    for o in range(n_ops):
-        for name in SWAP_OPS:
-            def swap(m: Any, o: int = o, code: int = getattr(s.BuiltinOperator, name)) -> None:
-                oc = s.OperatorCodeT()
-                oc.builtinCode = code
-                oc.deprecatedBuiltinCode = min(code, 127)
-                oc.version = 1
-                m.operatorCodes.append(oc)
-                m.subgraphs[0].operators[o].opcodeIndex = len(m.operatorCodes) - 1
-            if codes.get(getattr(s.BuiltinOperator, name)) is not None:
-                yield f"op {o} becomes {name}", swap
+    for k, name in enumerate(SWAP_OPS * (n_ops if every_swap else 1)):
+        o = k // len(SWAP_OPS) if every_swap else k % n_ops
+
+        def swap(m: Any, o: int = o, code: int = getattr(s.BuiltinOperator, name)) -> None:
+            oc = s.OperatorCodeT()
+            oc.builtinCode = code
+            oc.deprecatedBuiltinCode = min(code, 127)
+            oc.version = 1
+            m.operatorCodes.append(oc)
+            m.subgraphs[0].operators[o].opcodeIndex = len(m.operatorCodes) - 1
+
+        yield f"op {o} becomes {name}", swap
 
 
-def mutants(data: bytes, byte_flips: int = 40, seed: int = 0) -> Iterator[tuple[str, bytes]]:
+def mutants(data: bytes, byte_flips: int = 40, seed: int = 0, every_swap: bool = False) -> Iterator[tuple[str, bytes]]:
     """Every structural mutant of ``data`` and ``byte_flips`` random byte mutants, as ``(label, bytes)``."""
-    for label, mutate in structural_mutations(data):
+    for label, mutate in structural_mutations(data, every_swap):
         m = _model(data)
         mutate(m)
         yield label, _pack(m)

@@ -320,8 +320,9 @@ def read_graph(data: bytes, source: str | Path = "<model>") -> ModelGraph:
         raise InputError(f"{source}: the model has no subgraphs; re-export it")
 
     type_names = _enum_names(schema.TensorType)
-    validate_model(model, len(data), {code: _TYPE_BYTES.get(name, 0) for code, name in type_names.items()}, source)
     op_names = _enum_names(schema.BuiltinOperator)
+    validate_model(model, len(data), {code: _TYPE_BYTES.get(name, 0) for code, name in type_names.items()}, op_names,
+                   source)
     buffers = model.buffers or []
 
     def has_data(buffer_index: int) -> bool:

@@ -28,9 +28,11 @@ def _name(raw: Any) -> str:
     return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw or "")
 
 
-def validate_model(model: Any, data_len: int, type_bytes: dict[int, int], source: str | Path) -> None:
+def validate_model(model: Any, data_len: int, type_bytes: dict[int, int], op_names: dict[int, str],
+                   source: str | Path) -> None:
     """``model``: the schema's object API ``ModelT``; ``type_bytes``: element size per TensorType code (0 for
-    variable-size types). Raises ``InputError`` naming ``source`` and the first inconsistency."""
+    variable-size types); ``op_names``: BuiltinOperator names by code. Raises ``InputError`` naming
+    ``source`` and the first inconsistency."""
 
     def bad(where: str, problem: str) -> InputError:
         return InputError(f"{source}: corrupt model: {where} {problem}; re-export it with the TFLite converter")
@@ -41,6 +43,11 @@ def validate_model(model: Any, data_len: int, type_bytes: dict[int, int], source
     buffers = model.buffers or []
     opcodes = model.operatorCodes or []
     n_sub = len(model.subgraphs or [])
+    main = model.subgraphs[0]
+    for what in ("inputs", "outputs"):
+        if not _ints(getattr(main, what)):
+            raise InputError(f"{source}: the model's main subgraph has no {what}; a model to run needs at least one "
+                             "input and one output: re-export it with the TFLite converter")
     for i, b in enumerate(buffers):
         offset, size = int(getattr(b, "offset", 0) or 0), int(getattr(b, "size", 0) or 0)
         if offset > 1 and offset + size > data_len:
@@ -92,6 +99,7 @@ def validate_model(model: Any, data_len: int, type_bytes: dict[int, int], source
             for attr, value in (vars(opts).items() if opts is not None else ()):
                 if attr.endswith("SubgraphIndex") and isinstance(value, int) and not 0 <= value < n_sub:
                     raise bad(where, f"calls subgraph {value}, but the model has {n_sub}")
+    _check_op_shapes(model, op_names, bad)
     for sig in model.signatureDefs or []:
         if not 0 <= sig.subgraphIndex < n_sub:
             raise bad("a signature", f"names subgraph {sig.subgraphIndex}, but the model has {n_sub}")
@@ -99,6 +107,76 @@ def validate_model(model: Any, data_len: int, type_bytes: dict[int, int], source
 
 
 _INT4 = 17  # TensorType.INT4: two values per byte
+
+
+# TFLM's kernels for these trust the model's output shape: a smaller output than the input (or than the
+# broadcast of two inputs) is written past its end, silently with a large arena and a crash with a tight one.
+_UNARY = frozenset({
+    "ABS", "CEIL", "COS", "DEQUANTIZE", "ELU", "EXP", "FLOOR", "GELU", "HARD_SWISH", "L2_NORMALIZATION",
+    "LEAKY_RELU", "LOG", "LOGISTIC", "LOG_SOFTMAX", "LOGICAL_NOT", "NEG", "QUANTIZE", "RELU", "RELU6",
+    "RELU_N1_TO_1", "RELU_0_TO_1", "ROUND", "RSQRT", "SIN", "SOFTMAX", "SQRT", "SQUARE", "TANH", "ZEROS_LIKE",
+})
+_BINARY = frozenset({
+    "ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "FLOOR_DIV", "FLOOR_MOD", "POW",
+    "EQUAL", "NOT_EQUAL", "LESS", "LESS_EQUAL", "GREATER", "GREATER_EQUAL", "LOGICAL_AND", "LOGICAL_OR", "PRELU",
+})
+
+
+def _broadcast(a: list[int], b: list[int]) -> list[int] | None:
+    out = []
+    for x, y in zip(reversed([1] * (len(b) - len(a)) + a), reversed([1] * (len(a) - len(b)) + b), strict=True):
+        if x != y and 1 not in (x, y):
+            return None
+        out.append(max(x, y) if 0 not in (x, y) else 0)
+    return out[::-1]
+
+
+# Image ops: NHWC in and out, and (pools, depthwise) the channels kept; the kernels index 4-D arrays.
+_POOLS = frozenset({"AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D"})
+_CONVS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"})
+
+
+def _check_image_op(name: str, shapes: list[list[int]], out: list[int]) -> str | None:
+    x = shapes[0]
+    if len(x) != 4 or len(out) != 4:
+        return f"takes {x} to {out}; it needs 4-D (NHWC) input and output"
+    if name in _POOLS and x[3] != out[3]:
+        return f"takes {x} to {out}; a pool keeps the channel count"
+    if name in _CONVS:
+        if len(shapes) < 2 or len(shapes[1]) != 4:
+            return "has no 4-D filter"
+        f = shapes[1]
+        channels = f[0] if name == "CONV_2D" else f[3]
+        if channels != out[3] or (name == "CONV_2D" and (f[3] == 0 or x[3] % f[3])):
+            return f"has filter {f} for input {x} and output {out}; their channels disagree"
+    return None
+
+
+def _check_op_shapes(model: Any, op_names: dict[int, str], bad: Any) -> None:
+    opcodes = model.operatorCodes
+    for s, sg in enumerate(model.subgraphs):
+        tensors = sg.tensors or []
+        for o, op in enumerate(sg.operators or []):
+            oc = opcodes[op.opcodeIndex]
+            name = op_names.get(max(oc.builtinCode, oc.deprecatedBuiltinCode), "")
+            ins, outs = [x for x in _ints(op.inputs) if x >= 0], _ints(op.outputs)
+            if not ins or not outs:
+                continue
+            if name in _POOLS | _CONVS:
+                problem = _check_image_op(name, [_ints(tensors[x].shape) for x in ins[:2]],
+                                          _ints(tensors[outs[0]].shape))
+                if problem:
+                    raise bad(f"subgraph {s} op {o} ({name})", problem)
+                continue
+            if name not in _UNARY | _BINARY:
+                continue
+            shapes = [_ints(tensors[x].shape) for x in ins[: 1 if name in _UNARY else 2]]
+            want = shapes[0] if len(shapes) == 1 else _broadcast(*shapes)
+            got = _ints(tensors[outs[0]].shape)
+            if want is None or math.prod(want) != math.prod(got):
+                given = " and ".join(str(x) for x in shapes)
+                raise bad(f"subgraph {s} op {o} ({name})", f"maps {given} to an output of shape {got}; an "
+                          "elementwise op's output has its inputs' (broadcast) shape")
 
 
 def _check_quantization(t: Any, shape: list[int], where: str, bad: Any) -> None:

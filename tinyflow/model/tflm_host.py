@@ -87,8 +87,10 @@ def _tflm_message(stderr: str) -> str:
 def _explain_crash(err: TflmCrash, source: str) -> Exception:
     msg = _tflm_message(err.stderr)
     if err.returncode < 0:
-        return DoesNotFitError(f"{source}: TFLM aborted (signal {-err.returncode}) while loading the model: {msg}; "
-                               "run `tinyflow plan` to see which op's quantization causes it")
+        # Known causes are quantization hazards (the plan stage names the op: exit 1 with reports); a crash
+        # the plan cannot explain is a corrupt model (check_runs makes that exit 2).
+        return DoesNotFitError(f"{source}: TFLM crashed (signal {-err.returncode}) running the model: {msg}; "
+                               "`tinyflow plan` names the op if it is a quantization hazard")
     missing = re.search(r"Didn't find op for builtin opcode '(\w+)'", err.stderr)
     if missing:
         return InputError(f"{source}: TFLM has no kernel for op {missing.group(1)}; replace that layer")
