@@ -110,3 +110,29 @@ def test_a_model_tflm_refuses_is_exit_2_with_what_tflm_said(corpus_model, tmp_pa
     assert code == 2
     assert err.startswith(f"tinyflow: error: {path}: the host TFLM interpreter cannot run the model") and "MEAN" in err
     assert len(err.splitlines()) == 1
+
+
+def test_deploy_of_corrupt_models_is_one_line_and_leaves_no_output(corpus_model, tmp_path, capsys):
+    """deploy runs the model on the host TFLM before planning: the corrupt ones must still end in one line,
+    exit 2, and no output folder (a refused model has no report to point at)."""
+    wanted = {"buffer index past the end", "op 0 becomes MEAN", "offline plan count lies", "NaN quantization scale",
+              "op output index -2", "random bytes #3"}
+    data_path = tmp_path / "data.npz"
+    np.savez(data_path, x_test=np.random.default_rng(0).uniform(0, 1, (8, 28, 28, 1)).astype(np.float32),
+             y_test=np.arange(8) % 10)
+    problems, count = [], 0
+    for label, mutant in mutants(corpus_model("cnn_pool"), byte_flips=4, seed=7):
+        if label not in wanted:
+            continue
+        count += 1
+        path = tmp_path / "m.tflite"
+        path.write_bytes(mutant)
+        out = tmp_path / "out"
+        code, err = _run(["deploy", str(path), "--data", str(data_path), "--out", str(out)], capsys)
+        problems += _problems(label, "deploy", code, err, str(path))
+        if code == 2 and out.exists():
+            problems.append(f"{label}: a refused deploy left {out}")
+        if code not in (0, 2):
+            problems.append(f"{label}: deploy exit {code}: {err[:200]}")
+    assert count == len(wanted)
+    assert not problems, "\n".join(problems)

@@ -37,7 +37,7 @@ def test_softmax_with_constant_logits_is_a_hazard_and_really_aborts_tflm(corpus_
     assert [(h.op, h.kind) for h in hazards] == [("SOFTMAX", ABORT)]
     assert "constant over the calibration data" in hazards[0].cause
     # The real interpreter dies on it: the prediction is right, and tinyflow survives it.
-    with pytest.raises(DoesNotFitError, match="aborted"):
+    with pytest.raises(DoesNotFitError, match="crashed"):
         smallest_arena(bad)
     path = tmp_path / "bad.tflite"
     path.write_bytes(bad)

@@ -10,7 +10,8 @@ from .options import board_options, optimize_args, optimize_options, positive_in
 
 
 def cmd_deploy(a: argparse.Namespace) -> int:
-    from ..errors import DoesNotFitError
+    from rich.markup import escape
+
     from ..pipeline import DeployOptions, deploy
     from ..report import RichReporter, out_console, summary_rows, table
 
@@ -24,14 +25,11 @@ def cmd_deploy(a: argparse.Namespace) -> int:
                             optimize=optimize_options(a), calibration_samples=a.calibration_samples,
                             eval_limit=a.limit, psram=psram_choice(a), port=a.port, runs=a.runs,
                             offline_plan=not a.no_offline_plan, out=a.out, force=a.force)
-    try:
-        with RichReporter() as reporter:
-            result = deploy(model, options, reporter)
-    except DoesNotFitError:
-        out_console.print("[red]does not fit:[/red] the output folder's report.html says why and what to do")
-        raise
-    out_console.print(table(f"tinyflow deploy: {Path(model).name}", ["", ""], [list(r) for r in
-                                                                             summary_rows(result.report)]))
+    with RichReporter() as reporter:
+        result = deploy(model, options, reporter)
+    # Names come from the user's files and board: shown as text, never read as rich markup.
+    out_console.print(table(f"tinyflow deploy: {escape(Path(model).name)}", ["", ""],
+                            [[escape(c) for c in r] for r in summary_rows(result.report)]))
     for note in result.report["memory"]["notes"]:
         out_console.print(f"[dim]note:[/dim] {note}")
     if result.measurement is not None and result.measurement.kind == "simulated":

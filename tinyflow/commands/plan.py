@@ -13,10 +13,12 @@ from .options import board_options, psram_choice, psram_options
 
 def print_board_plan(bp: Any) -> None:
     """The human view of a BoardPlan (shared by plan and deploy)."""
+    from rich.markup import escape
+
     from ..report import out_console, size, table
 
     j = bp.to_json()
-    rows = [["board", f"{bp.board.name} ({bp.board.id})"], ["kernels", bp.kernels]]
+    rows = [["board", f"{escape(bp.board.name)} ({bp.board.id})"], ["kernels", bp.kernels]]
     if j["arena"]:
         a, f = j["arena"], j["flash"]
         rows += [

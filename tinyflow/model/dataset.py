@@ -13,6 +13,7 @@ from ..graph import ModelGraph
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 _F32_MAX = float(np.finfo(np.float32).max)
+MAX_DATA_BYTES = 4 * 1024**3  # a zip bomb of an .npz would otherwise fill memory
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,18 @@ def class_ids(y: np.ndarray) -> np.ndarray:
 def load_dataset(path: str | Path, need_train: bool = True) -> Dataset:
     """``need_train=False``: a file with only x_test (and y_test) is enough (measure, generate, a .tflite)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{path}: data file not found; give an .npz with x_train, y_train, x_test, y_test")
+    if not path.is_file():
+        raise InputError(f"{path}: the data file is not a regular file (a device, FIFO or folder); give an .npz")
+    try:
+        with zipfile.ZipFile(path) as z:
+            unpacked = sum(i.file_size for i in z.infolist())
+    except (OSError, zipfile.BadZipFile):
+        unpacked = 0  # np.load below says what is wrong with it
+    if unpacked > MAX_DATA_BYTES:
+        raise InputError(f"{path}: the arrays unpack to {unpacked:,} B, more than tinyflow loads "
+                         f"({MAX_DATA_BYTES:,} B); give a subset of the data")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: np.asarray(npz[k]) for k in npz.files}
@@ -147,6 +158,9 @@ def check_matches_output(data: Dataset, output_shape: tuple[int, ...], what: str
     excludes the batch axis."""
     per_sample = int(np.prod(output_shape)) if output_shape else 1
     classes = per_sample if per_sample > 1 else 2  # one sigmoid unit scores two classes
+    if data.labels is not None and len(data.labels) != classes and data.is_classification:
+        raise InputError(f"{data.source}: labels names {len(data.labels)} classes but {what} outputs {classes}; "
+                         "give one name per class")
     for key in ("y_train", "y_test"):
         y = getattr(data, key)
         if y is None:
