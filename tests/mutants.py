@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from tinyflow.graph import tflite_schema
+from tinyflow.plan.flatbuf import pack, unpack
 
 Mutation = Callable[[Any], None]
 
@@ -24,16 +25,7 @@ SWAP_OPS = ("MEAN", "SOFTMAX", "ADD", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CON
             "L2_NORMALIZATION", "ARG_MAX", "WHILE", "IF", "CALL_ONCE", "VAR_HANDLE", "READ_VARIABLE")
 
 
-def _model(data: bytes) -> Any:
-    return tflite_schema().ModelT.InitFromPackedBuf(bytearray(data), 0)
-
-
-def _pack(model: Any) -> bytes:
-    import flatbuffers
-
-    b = flatbuffers.Builder(1024)
-    b.Finish(model.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
+_model, _pack = unpack, pack
 
 
 def _offline_plan(offsets: list[int], n: int | None = None) -> bytes:
