@@ -2,6 +2,7 @@
 
 Faults, chosen per test and deterministic: garbage between frames, a dropped byte, a flipped bit, a
 response held back past the harness's timeout, the board reset mid-run, and the line going dead.
+``ScriptedDevice`` is a fake board on a pty that answers with exactly the frames a test gives it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import time
 import tty
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from tinyflow.protocol import Decoder, Frame
 
 
 @dataclass
@@ -106,5 +109,52 @@ class FaultProxy:
                     os.write(self.device, out)
                 else:
                     out = self._down_chunk(chunk)
+                    if out:
+                        os.write(self.master, out)
+
+
+class ScriptedDevice:
+    """A fake board on a real pty: each request frame gets exactly the bytes ``answer(frame)`` returns.
+
+    For the cases a real firmware never produces (another protocol version, a short output, status != 0),
+    so the host's real ``Link`` and harness read them through a real serial port.
+    """
+
+    def __init__(self, answer: Callable[[Frame], bytes | None], boot: bytes = b""):
+        self.answer = answer
+        self.master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        self.path = os.ttyname(self._slave)
+        self.requests: list[Frame] = []
+        self._boot = boot
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ScriptedDevice:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        os.close(self.master)
+        os.close(self._slave)
+
+    def _run(self) -> None:
+        decoder = Decoder()
+        if self._boot:
+            os.write(self.master, self._boot)
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self.master], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                continue
+            for item in decoder.feed(data):
+                if isinstance(item, Frame):
+                    self.requests.append(item)
+                    out = self.answer(item)
                     if out:
                         os.write(self.master, out)

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import random
 import shutil
+import struct
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+import serial
 
-from tinyflow.device.link import Link
+from tests.fault_proxy import ScriptedDevice
+from tinyflow.device.link import DeviceTimeout, Link
 from tinyflow.errors import DeviceError
 from tinyflow.paths import templates_dir
 from tinyflow.protocol import (
+    PROTOCOL_VERSION,
     Decoder,
     Frame,
+    Hello,
     Msg,
     ProtocolError,
+    TensorInfo,
     cobs_decode,
     cobs_encode,
     decode_body,
@@ -71,8 +77,6 @@ def device_binary(tmp_path_factory) -> Path:
 
 @pytest.fixture()
 def device(device_binary):
-    import serial
-
     proc = subprocess.Popen([str(device_binary), "7"], stdout=subprocess.PIPE, text=True)
     path = proc.stdout.readline().strip()
     port = serial.Serial(path, 115200, timeout=0.05)
@@ -132,3 +136,86 @@ def test_c_module_answers_a_retry_from_its_cache(device):
     again = next(f for f in link._frames(time.monotonic() + 2) if f.seq == seq)
     assert again.type == Msg.INFER_RESULT
     assert again.payload[9:] == first.output  # the cached answer, not a run on the new bytes
+
+
+# ---- a device that answers with well-formed but unexpected frames ----------------------------------------
+
+_IN = TensorInfo("int8", (1, 16), 0.5, -3, 16)
+_OUT = TensorInfo("int8", (1, 4), 0.25, 7, 4)
+
+
+def _hello(version: int = PROTOCOL_VERSION) -> bytes:
+    return Hello(version, 0, 5, "00" * 32, 240, 4096, 3000, "sram", 0, 0, "fake", "fake runtime", (_IN,),
+                 (_OUT,)).pack()
+
+
+def _ok(req: Frame) -> bytes | None:
+    """Well-behaved answers, for the requests a case does not replace."""
+    if req.type == Msg.HELLO_REQ:
+        return encode_frame(Msg.HELLO, req.seq, _hello())
+    if req.type == Msg.INFER:
+        return encode_frame(Msg.INFER_RESULT, req.seq, struct.pack("<BII", 0, 100, 0) + bytes(4))
+    if req.type == Msg.BENCH:
+        return encode_frame(Msg.BENCH_RESULT, req.seq, struct.pack("<BH2I2I", 0, 2, 100, 100, 0, 0))
+    return encode_frame(Msg.PROFILE_RESULT, req.seq, struct.pack("<BIH2I", 0, 1000, 2, 5, 6))
+
+
+def _answer(msg_type: int, payload: bytes, answer_type: int | None = None):
+    def answer(req: Frame) -> bytes | None:
+        if req.type == msg_type:
+            return encode_frame(answer_type or (msg_type | 0x80), req.seq, payload)
+        return _ok(req)
+    return answer
+
+
+def _call(link: Link, what: str):
+    return {"hello": link.hello, "infer": lambda: link.infer(bytes(16)), "bench": lambda: link.bench(1, 2),
+            "profile": link.profile}[what]()
+
+
+UNEXPECTED = [
+    # (request answered oddly, answer type, payload, what the message must say)
+    ("hello", Msg.HELLO_REQ, None, _hello(7), "protocol version 7, this tinyflow speaks"),
+    ("hello", Msg.HELLO_REQ, None, struct.pack("<H", 9) + b"\x01", "protocol version 9"),  # another layout
+    ("hello", Msg.HELLO_REQ, None, _hello()[:50], "malformed HELLO"),
+    ("bench", Msg.BENCH, None, struct.pack("<BH2I2I", 3, 2, 1, 1, 0, 0), "BENCH with status 3"),
+    ("bench", Msg.BENCH, None, struct.pack("<BH", 0, 0), "0 runs where 2 were asked"),
+    ("bench", Msg.BENCH, None, struct.pack("<BH2I", 0, 2, 1, 1), "malformed BENCH_RESULT"),
+    ("bench", Msg.BENCH, None, struct.pack("<BH2I2I", 0, 2, 1, 1, 0, 0) + b"xx", "malformed BENCH_RESULT"),
+    ("profile", Msg.PROFILE, None, struct.pack("<BIH", 1, 1000, 0), "PROFILE with status 1"),
+    ("profile", Msg.PROFILE, None, struct.pack("<BIH", 0, 1000, 3) + bytes(4), "malformed PROFILE_RESULT"),
+    ("infer", Msg.INFER, None, struct.pack("<BII", 0, 1, 0) + bytes(2), "2 output bytes where its HELLO promised 4"),
+    ("infer", Msg.INFER, None, struct.pack("<BII", 2, 1, 0) + bytes(4), "INFER with status 2"),
+    ("infer", Msg.INFER, None, b"\x00\x01", "malformed INFER_RESULT"),
+    ("infer", Msg.INFER, Msg.BENCH_RESULT, b"", "answered INFER with BENCH_RESULT"),
+    ("infer", Msg.INFER, 0x99, b"", "answered INFER with type 0x99"),
+    ("infer", Msg.INFER, Msg.ERROR, b"\x02", "malformed ERROR"),
+    ("infer", Msg.INFER, Msg.ERROR, b"\x2a\x03abc", "abc (code 42); an error code this tinyflow does not know"),
+]
+
+
+@pytest.mark.parametrize("call, msg_type, answer_type, payload, message", UNEXPECTED)
+def test_an_unexpected_answer_is_one_device_error_naming_the_fix(call, msg_type, answer_type, payload, message):
+    with ScriptedDevice(_answer(msg_type, payload, answer_type)) as dev:
+        port = serial.Serial(dev.path, 115200, timeout=0.05)
+        try:
+            link = Link(port, timeout_s=0.5, retries=1, bytes_per_s=1e6)
+            if call != "hello":
+                link.wait_hello(5)
+            with pytest.raises(DeviceError) as e:
+                _call(link, call)
+        finally:
+            port.close()
+    text = str(e.value)
+    assert message in text and "\n" not in text and "flash the firmware with this tinyflow" in text
+    assert not isinstance(e.value, DeviceTimeout)  # it was answered: the answer is wrong, not missing
+
+
+def test_a_boot_hello_of_another_version_is_the_version_message():
+    with ScriptedDevice(_answer(Msg.HELLO_REQ, _hello(3)), boot=encode_frame(Msg.HELLO, 0, _hello(3))) as dev:
+        port = serial.Serial(dev.path, 115200, timeout=0.05)
+        try:
+            with pytest.raises(DeviceError, match="protocol version 3, this tinyflow speaks"):
+                Link(port, timeout_s=0.5, bytes_per_s=1e6).wait_hello(5)
+        finally:
+            port.close()

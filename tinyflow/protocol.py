@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 
+from .errors import DeviceError
+
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 4 * 1024 * 1024  # a chunk longer than this without a delimiter is noise
 _HEADER = struct.Struct("<BHI")
@@ -48,8 +50,17 @@ class FLAGS:
     SELF_TEST_PASSED = 4
 
 
-class ProtocolError(Exception):
-    """A frame or payload that does not parse."""
+class ProtocolError(DeviceError):
+    """A frame or payload that does not parse. A ``DeviceError`` so that one escaping the link's own
+    handling is still the device's fault on one line, never a traceback; the link words the fix."""
+
+
+REFLASH = "re-generate and flash the firmware with this tinyflow"
+
+
+def version_mismatch(version: int) -> str:
+    return (f"the device speaks tinyflow protocol version {version}, this tinyflow speaks {PROTOCOL_VERSION}: its "
+            f"firmware was built by another tinyflow; {REFLASH}")
 
 
 def cobs_encode(data: bytes) -> bytes:
@@ -214,6 +225,10 @@ class _Reader:
         self.at += n
         return self.data[self.at - n:self.at]
 
+    def end(self) -> None:
+        if self.at != len(self.data):
+            raise ProtocolError(f"{len(self.data) - self.at} bytes more than the payload holds")
+
     def string(self) -> str:
         (n,) = self.take("<B")
         return self.raw(n).decode(errors="replace")
@@ -227,7 +242,11 @@ class _Reader:
 
 def parse_hello(payload: bytes) -> Hello:
     r = _Reader(payload)
-    version, flags, boot_id = r.take("<HHI")
+    (version,) = r.take("<H")
+    if version != PROTOCOL_VERSION:
+        # Another version may lay out the rest differently: say so before anything else fails to parse.
+        raise DeviceError(version_mismatch(version))
+    flags, boot_id = r.take("<HI")
     sha = r.raw(32).hex()
     cpu, arena, used, region, st_total, st_passed = r.take("<IIIBHH")
     board, runtime = r.string(), r.string()
@@ -252,6 +271,9 @@ def parse_infer_result(payload: bytes) -> InferResult:
     return InferResult(us, cycles, payload[r.at:])
 
 
+MAX_BENCH_RUNS = 1000  # what the firmware's response buffer holds (timings and cycles of each run, then an output)
+
+
 def bench_request(warmup: int, runs: int) -> bytes:
     return struct.pack("<HH", warmup, runs)
 
@@ -266,7 +288,9 @@ def parse_bench_result(payload: bytes) -> BenchResult:
     r = _Reader(payload)
     status, runs = r.take("<BH")
     _check_status(status, "BENCH")
-    return BenchResult(r.take(f"<{runs}I"), r.take(f"<{runs}I"))
+    result = BenchResult(r.take(f"<{runs}I"), r.take(f"<{runs}I"))
+    r.end()
+    return result
 
 
 @dataclass(frozen=True)
@@ -279,7 +303,9 @@ def parse_profile_result(payload: bytes) -> ProfileResult:
     r = _Reader(payload)
     status, tick_hz, n = r.take("<BIH")
     _check_status(status, "PROFILE")
-    return ProfileResult(tick_hz, r.take(f"<{n}I"))
+    result = ProfileResult(tick_hz, r.take(f"<{n}I"))
+    r.end()
+    return result
 
 
 def parse_error(payload: bytes) -> tuple[int, str]:
@@ -290,4 +316,6 @@ def parse_error(payload: bytes) -> tuple[int, str]:
 
 def _check_status(status: int, what: str) -> None:
     if status:
-        raise ProtocolError(f"{what} failed on the device (status {status})")
+        # This tinyflow's firmware reports failures with an ERROR frame and always sends status 0.
+        raise DeviceError(f"the device answered {what} with status {status}, which this tinyflow's firmware never "
+                          f"sends: the firmware is from another tinyflow; {REFLASH}")

@@ -13,12 +13,17 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-from ..errors import DeviceError
+from ..errors import DeviceError, InputError
 from ..protocol import (
+    MAX_BENCH_RUNS,
+    REFLASH,
+    BenchResult,
     Decoder,
     Frame,
     Hello,
+    InferResult,
     Msg,
+    ProfileResult,
     ProtocolError,
     bench_request,
     encode_frame,
@@ -31,6 +36,24 @@ from ..protocol import (
 
 DEFAULT_TIMEOUT_S = 2.0  # for a small request/response, on top of transfer time
 DEFAULT_RETRIES = 3
+
+# What an ERROR code means for the user, and what to do about it.
+_ERROR_ADVICE = {
+    1: f"the firmware is from another tinyflow; {REFLASH}",
+    2: f"the firmware was generated for another model or tinyflow; {REFLASH}",
+    3: "the model failed on the device: run `tinyflow measure -v` to see its log, and check the arena",
+    4: f"ask for at most {MAX_BENCH_RUNS} runs (--runs)",
+    5: "nothing to do: this firmware cannot time single ops",
+}
+
+
+def _parsed(what: str, parse: Callable[[bytes], object], payload: bytes):
+    """Parse a response payload; a malformed one is the firmware's fault, in one sentence with the fix."""
+    try:
+        return parse(payload)
+    except ProtocolError as e:
+        raise DeviceError(f"the device sent a malformed {what} ({e}): its firmware speaks another protocol; "
+                          f"{REFLASH}") from None
 
 
 class Port(Protocol):
@@ -51,6 +74,10 @@ class DeviceReset(DeviceError):
         self.hello = hello
 
 
+class DeviceTimeout(DeviceError):
+    """Nothing valid came back in time (as opposed to an answer that is wrong)."""
+
+
 class Link:
     def __init__(self, port: Port, timeout_s: float = DEFAULT_TIMEOUT_S, retries: int = DEFAULT_RETRIES,
                  bytes_per_s: float = 11_520.0, on_log: Callable[[str], None] | None = None):
@@ -63,6 +90,7 @@ class Link:
         self._seq = 0
         self._log_tail = b""
         self.retried = 0  # requests sent more than once (for reports and tests)
+        self.device: Hello | None = None  # the last HELLO seen: what the outputs should look like
 
     def _next_seq(self) -> int:
         self._seq = self._seq % 65535 + 1
@@ -104,11 +132,16 @@ class Link:
             self.port.write(encode_frame(Msg.HELLO_REQ, seq))
             for f in self._frames(min(deadline, time.monotonic() + 0.5)):
                 if f.type == Msg.HELLO and f.seq in (0, seq):
-                    return parse_hello(f.payload)
-        raise DeviceError(f"no HELLO from the device within {timeout_s:.0f} s: is the tinyflow firmware running "
+                    return self._hello_from(f)
+        raise DeviceTimeout(f"no HELLO from the device within {timeout_s:.0f} s: is the tinyflow firmware running "
                           "on it, at this baud rate?")
 
+    def _hello_from(self, f: Frame) -> Hello:
+        self.device = _parsed("HELLO", parse_hello, f.payload)
+        return self.device
+
     def request(self, msg_type: int, payload: bytes = b"", timeout_s: float | None = None) -> Frame:
+        """Send one request and return its answer (of the answering type); an ERROR is a ``DeviceError``."""
         seq = self._next_seq()
         frame = encode_frame(msg_type, seq, payload)
         wait = (timeout_s or self.timeout_s) + 2 * len(frame) / self.bytes_per_s
@@ -118,28 +151,43 @@ class Link:
             self.port.write(frame)
             for f in self._frames(time.monotonic() + wait):
                 if f.type == Msg.HELLO and f.seq == 0:
-                    raise DeviceReset(parse_hello(f.payload))
+                    raise DeviceReset(self._hello_from(f))
                 if f.seq != seq:
                     continue  # a stale answer to an earlier try
                 if f.type == Msg.ERROR:
-                    code, message = parse_error(f.payload)
-                    raise DeviceError(f"the device refused {Msg(msg_type).name}: {message} (code {code})")
+                    code, message = _parsed("ERROR", parse_error, f.payload)
+                    advice = _ERROR_ADVICE.get(code, f"an error code this tinyflow does not know; {REFLASH}")
+                    raise DeviceError(f"the device refused {Msg(msg_type).name}: {message} (code {code}); {advice}")
+                if f.type != msg_type | 0x80:
+                    name = Msg(f.type).name if f.type in Msg._value2member_map_ else f"type 0x{f.type:02x}"
+                    raise DeviceError(f"the device answered {Msg(msg_type).name} with {name}: its firmware speaks "
+                                      f"another protocol; {REFLASH}")
                 return f
-        raise DeviceError(f"no valid answer to {Msg(msg_type).name} after {self.retries + 1} tries "
+        raise DeviceTimeout(f"no valid answer to {Msg(msg_type).name} after {self.retries + 1} tries "
                           f"({wait:.1f} s each): the link is gone or too noisy")
 
     def hello(self) -> Hello:
-        return parse_hello(self.request(Msg.HELLO_REQ).payload)
+        return self._hello_from(self.request(Msg.HELLO_REQ))
 
-    def infer(self, data: bytes, timeout_s: float | None = None):
-        f = self.request(Msg.INFER, data, timeout_s)
-        try:
-            return parse_infer_result(f.payload)
-        except ProtocolError as e:
-            raise DeviceError(f"bad INFER result from the device: {e}") from None
+    def infer(self, data: bytes, timeout_s: float | None = None) -> InferResult:
+        r: InferResult = _parsed("INFER_RESULT", parse_infer_result, self.request(Msg.INFER, data, timeout_s).payload)
+        if self.device is not None:
+            want = sum(t.bytes for t in self.device.outputs)
+            if len(r.output) != want:
+                raise DeviceError(f"the device answered INFER with {len(r.output)} output bytes where its HELLO "
+                                  f"promised {want}: its firmware is broken or from another tinyflow; {REFLASH}")
+        return r
 
-    def bench(self, warmup: int, runs: int, timeout_s: float | None = None):
-        return parse_bench_result(self.request(Msg.BENCH, bench_request(warmup, runs), timeout_s).payload)
+    def bench(self, warmup: int, runs: int, timeout_s: float | None = None) -> BenchResult:
+        if not 1 <= runs <= MAX_BENCH_RUNS or not 0 <= warmup <= 65535:
+            raise InputError(f"BENCH takes 1 to {MAX_BENCH_RUNS} runs and 0 to 65535 warm-up runs, not {runs} and "
+                             f"{warmup}: choose --runs and --warmup in that range")
+        f = self.request(Msg.BENCH, bench_request(warmup, runs), timeout_s)
+        b: BenchResult = _parsed("BENCH_RESULT", parse_bench_result, f.payload)
+        if len(b.latency_us) != runs:
+            raise DeviceError(f"the device answered BENCH with {len(b.latency_us)} runs where {runs} were asked: its "
+                              f"firmware is broken or from another tinyflow; {REFLASH}")
+        return b
 
-    def profile(self):
-        return parse_profile_result(self.request(Msg.PROFILE).payload)
+    def profile(self) -> ProfileResult:
+        return _parsed("PROFILE_RESULT", parse_profile_result, self.request(Msg.PROFILE).payload)
