@@ -219,3 +219,134 @@ def test_a_boot_hello_of_another_version_is_the_version_message():
                 Link(port, timeout_s=0.5, bytes_per_s=1e6).wait_hello(5)
         finally:
             port.close()
+
+
+# ---- the firmware's C server and the simulator's Python server answer every byte stream alike -----------
+
+
+@pytest.fixture(scope="module")
+def protocol_library() -> Path:
+    from tinyflow.device.simulator import build_protocol_library
+
+    lib = build_protocol_library()
+    if lib is None:
+        pytest.skip("g++ is not installed")
+    return lib
+
+
+@pytest.fixture(scope="module")
+def server_models(corpus_model) -> dict[str, tuple[bytes, int]]:
+    from tinyflow.graph.reader import read_graph
+    from tinyflow.plan import plan_graph
+
+    models = {}
+    for name in ("mlp", "dense_autoencoder"):
+        data = corpus_model(name)
+        models[name] = data, plan_graph(read_graph(data), 8).min_arena_bytes
+    return models
+
+
+def _servers(lib: Path, data: bytes, arena: int, firmware_buffers: bool):
+    """A fresh C server and a fresh Python server, each on its own TFLM interpreter, recording what they send."""
+    from tinyflow.device.simulator import CServer, Model, PyServer, SimBoard
+
+    pairs = []
+    for make in (lambda b: CServer(lib, b), PyServer):
+        sent = bytearray()
+        board = SimBoard(Model(data, arena), sent.extend)
+        if firmware_buffers:  # as tinyflow's firmware sizes them: room for exactly 1000 runs and one output
+            out = board.model.output_bytes
+            board.body_bytes = 7 + 3 + 8 * 1000 + out + 4
+            board.bench_limit = min(1000, (board.body_bytes - 14 - out) // 8)
+        pairs.append((make(board), sent))
+    return pairs
+
+
+def _normalised(sent: bytes) -> list[tuple[int, int, bytes]]:
+    """The frames sent, with what legitimately differs between two runs zeroed: boot ids and timings."""
+    frames, dec = [], Decoder()
+    for item in dec.feed(bytes(sent)):
+        assert isinstance(item, Frame), f"a server sent bytes that are not a frame: {item!r}"
+        p = bytearray(item.payload)
+        if item.type == Msg.HELLO:
+            p[4:8] = bytes(4)
+        elif item.type == Msg.INFER_RESULT:
+            p[1:9] = bytes(8)
+        elif item.type == Msg.BENCH_RESULT:
+            runs = struct.unpack_from("<H", p, 1)[0]
+            p[3:3 + 4 * runs] = bytes(4 * runs)
+        frames.append((item.type, item.seq, bytes(p)))
+    return frames
+
+
+def _bench(seq: int, runs: int, warmup: int = 0) -> bytes:
+    return encode_frame(Msg.BENCH, seq, struct.pack("<HH", warmup, runs))
+
+
+def _streams(in_bytes: int, out_bytes: int) -> list[tuple[str, list[bytes], list[tuple[int, int]]]]:
+    """(case, chunks fed one after another, the (type, code or seq) answers expected)."""
+    x = bytes((7 * i) % 256 for i in range(in_bytes))
+    infer = encode_frame(Msg.INFER, 1, x)
+    bad_crc = bytearray(infer)
+    bad_crc[5] ^= 0x10
+    wrong_len = bytearray(encode_frame(Msg.BENCH, 4, bytes(4)))
+    err, ok = Msg.ERROR, None
+    band = 1000 + out_bytes // 8  # the old C check let these through and failed in Invoke()
+    return [
+        ("hello", [encode_frame(Msg.HELLO_REQ, 1)], [(Msg.HELLO, ok)]),
+        ("infer", [infer], [(Msg.INFER_RESULT, ok)]),
+        ("infer split byte by byte", [bytes([b]) for b in infer], [(Msg.INFER_RESULT, ok)]),
+        ("two frames in one chunk", [infer + encode_frame(Msg.HELLO_REQ, 2)],
+         [(Msg.INFER_RESULT, ok), (Msg.HELLO, ok)]),
+        ("repeat answered from the cache", [infer, encode_frame(Msg.INFER, 1, bytes(in_bytes))],
+         [(Msg.INFER_RESULT, ok)] * 2),
+        ("same seq, other type runs", [infer, encode_frame(Msg.PROFILE, 1)], [(Msg.INFER_RESULT, ok), (err, 5)]),
+        ("repeated HELLO_REQ answered afresh", [encode_frame(Msg.HELLO_REQ, 3)] * 2, [(Msg.HELLO, ok)] * 2),
+        ("infer one byte short", [encode_frame(Msg.INFER, 1, x[:-1])], [(err, 2)]),
+        ("infer one byte long", [encode_frame(Msg.INFER, 1, x + b"\x01")], [(err, 2)]),
+        ("infer far beyond the receive buffer", [encode_frame(Msg.INFER, 1, x * 8 + bytes(300))], [(err, 2)]),
+        ("infer empty", [encode_frame(Msg.INFER, 1)], [(err, 2)]),
+        ("bench 0 runs", [_bench(1, 0)], [(err, 4)]),
+        ("bench 1 run", [_bench(1, 1, warmup=2)], [(Msg.BENCH_RESULT, ok)]),
+        ("bench 1000 runs", [_bench(1, 1000)], [(Msg.BENCH_RESULT, ok)]),
+        ("bench 1001 runs", [_bench(1, 1001)], [(err, 4)]),
+        ("bench 1000 + outputs/8 runs", [_bench(1, max(band, 1001))], [(err, 4)]),
+        ("bench 2046 runs", [_bench(1, 2046)], [(err, 4)]),
+        ("bench 2047 runs", [_bench(1, 2047)], [(err, 4)]),
+        ("bench 65535 runs", [_bench(1, 65535)], [(err, 4)]),
+        ("bench payload too short", [encode_frame(Msg.BENCH, 1, b"\x01\x00\x01")], [(err, 2)]),
+        ("bench payload too long", [encode_frame(Msg.BENCH, 1, bytes(5))], [(err, 2)]),
+        ("profile", [encode_frame(Msg.PROFILE, 9)], [(err, 5)]),
+        ("unknown request type", [encode_frame(0x05, 1)], [(err, 1)]),
+        ("a device's type sent to the device", [encode_frame(Msg.INFER_RESULT, 1, bytes(9))], [(err, 1)]),
+        ("type 0", [encode_frame(0x00, 1, b"abc")], [(err, 1)]),
+        ("log text", [b"I (12) boot: noise\r\n"], []),
+        ("binary garbage", [bytes(random.Random(1).randrange(1, 256) for _ in range(300)) + b"\x00"], []),
+        ("zeros only", [bytes(50)], []),
+        ("a bad CRC", [bytes(bad_crc)], []),
+        ("a truncated frame", [infer[:-9] + b"\x00"], []),
+        ("a length field that lies", [bytes(wrong_len[:3]) + b"\x09" + bytes(wrong_len[4:])], []),
+        ("garbage, then a good frame", [b"\x13\x37garbage\x00", encode_frame(Msg.HELLO_REQ, 6)], [(Msg.HELLO, ok)]),
+    ]
+
+
+@pytest.mark.parametrize("name, firmware_buffers", [("mlp", False), ("dense_autoencoder", True)])
+def test_c_and_python_servers_answer_the_same_byte_streams_alike(protocol_library, server_models, name,
+                                                                 firmware_buffers):
+    data, arena = server_models[name]
+    (c, _), (py, _) = _servers(protocol_library, data, arena, firmware_buffers)
+    in_bytes, out_bytes = c.board.model.input_bytes, c.board.model.output_bytes
+    for case, chunks, expected in _streams(in_bytes, out_bytes):
+        (c, c_sent), (py, py_sent) = _servers(protocol_library, data, arena, firmware_buffers)
+        for chunk in chunks:
+            c.feed(chunk)
+            py.feed(chunk)
+        c_frames, py_frames = _normalised(c_sent), _normalised(py_sent)
+        assert c_frames == py_frames, case
+        got = [(t, p[0] if t == Msg.ERROR else None) for t, _, p in c_frames]
+        assert got == expected, case
+        if case.startswith("bench") and expected[0][0] == Msg.ERROR and expected[0][1] == 4:
+            assert b"BENCH takes 1 to 1000 runs" in c_frames[0][2], case
+    c.announce()
+    py.announce()
+    assert _normalised(c_sent)[-1] == _normalised(py_sent)[-1]

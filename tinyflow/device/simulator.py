@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import tty
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,17 @@ import numpy as np
 
 from ..graph import ModelGraph, Tensor, read_graph
 from ..paths import templates_dir
-from ..protocol import FLAGS, PROTOCOL_VERSION, Decoder, Frame, Hello, Msg, TensorInfo, encode_frame
+from ..protocol import (
+    FLAGS,
+    MAX_BENCH_RUNS,
+    PROTOCOL_VERSION,
+    Decoder,
+    Frame,
+    Hello,
+    Msg,
+    TensorInfo,
+    encode_frame,
+)
 
 SIM_BOARD_ID = "sim"
 BODY_BYTES_MIN = 16 * 1024
@@ -51,6 +62,7 @@ class Model:
         self.arena = arena
         self.interpreter = runtime.Interpreter.from_bytes(data, arena_size=arena)
         self.input_bytes = sum(t.bytes for t in self.inputs)
+        self.output_bytes = sum(t.bytes for t in self.outputs)
         self._last: list[np.ndarray] | None = None
 
     def infer(self, data: bytes | None) -> tuple[bytes, int]:
@@ -81,9 +93,13 @@ def _np_type(t: Tensor) -> Any:
 class SimBoard:
     """Device state shared by both protocol servers: what HELLO says, inference, resets."""
 
-    def __init__(self, model: Model, write):
+    def __init__(self, model: Model, write: Callable[[bytes], None]):
         self.model = model
         self.write = write
+        out = model.output_bytes
+        # One response buffer, sized as the firmware sizes it; both servers derive the BENCH limit from it.
+        self.body_bytes = max(BODY_BYTES_MIN, 7 + 3 + 8 * MAX_BENCH_RUNS + out + 4, 7 + 9 + out + 4)
+        self.bench_limit = min(MAX_BENCH_RUNS, (self.body_bytes - 11 - 3 - out) // 8)
         self.boot_id = 0
         self.reboot_count = 0
         self.new_boot()
@@ -122,13 +138,15 @@ _PTICKS = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p, ctypes.c_uint16)
 class _Device(ctypes.Structure):
     _fields_ = [("ctx", ctypes.c_void_p), ("write", _WRITE), ("hello", _HELLO), ("infer", _INFER),
                 ("profile_count", ctypes.c_void_p), ("profile_ticks", ctypes.c_void_p),
-                ("input_bytes", ctypes.c_size_t)]
+                ("input_bytes", ctypes.c_size_t), ("output_bytes", ctypes.c_size_t)]
 
 
 class _Server(ctypes.Structure):
     # Mirrors tf_server_t in tinyflow_protocol.h.
     _fields_ = [("dev", ctypes.c_void_p), ("rx", ctypes.c_void_p), ("rx_cap", ctypes.c_size_t),
-                ("rx_len", ctypes.c_size_t), ("rx_overflow", ctypes.c_int), ("body", ctypes.c_void_p),
+                ("rx_len", ctypes.c_size_t), ("rx_crc", ctypes.c_uint32), ("rx_tail", ctypes.c_uint8 * 4),
+                ("cobs_left", ctypes.c_uint8), ("cobs_zero", ctypes.c_uint8), ("rx_started", ctypes.c_uint8),
+                ("body", ctypes.c_void_p),
                 ("body_cap", ctypes.c_size_t), ("tx", ctypes.c_void_p), ("tx_cap", ctypes.c_size_t),
                 ("tx_len", ctypes.c_size_t), ("last_seq", ctypes.c_uint16), ("last_type", ctypes.c_uint8),
                 ("have_last", ctypes.c_int), ("frames_ok", ctypes.c_uint32), ("frames_bad", ctypes.c_uint32)]
@@ -169,13 +187,12 @@ class CServer:
         self.lib.tf_server_feed.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
         self.board = board
         m = board.model
-        out_bytes = sum(t.bytes for t in m.outputs)
-        body = max(BODY_BYTES_MIN, 7 + 3 + 8 * 1000 + out_bytes + 4, 7 + 9 + out_bytes + 4)
+        body = board.body_bytes
         self._rx = ctypes.create_string_buffer(m.input_bytes + m.input_bytes // 254 + 64)
         self._body = ctypes.create_string_buffer(body)
         self._tx = ctypes.create_string_buffer(body + body // 254 + 16)
         self._callbacks = (_WRITE(self._write), _HELLO(self._hello), _INFER(self._infer))
-        self.device = _Device(None, *self._callbacks, None, None, m.input_bytes)
+        self.device = _Device(None, *self._callbacks, None, None, m.input_bytes, m.output_bytes)
         self.server = _Server()
         self.reset()
 
@@ -253,15 +270,21 @@ class PyServer:
         elif req.type == Msg.INFER:
             if len(req.payload) != m.input_bytes:
                 return self._error(req, 2, "INFER payload is not the model's input size")
-            out, us = m.infer(req.payload)
+            try:
+                out, us = m.infer(req.payload)
+            except Exception:  # as CServer._infer: an interpreter failure is an Invoke() failure
+                return self._error(req, 3, "Invoke() failed")
             self._reply(req, Msg.INFER_RESULT, struct.pack("<BII", 0, us, 0) + out)
         elif req.type == Msg.BENCH:
             if len(req.payload) != 4:
                 return self._error(req, 2, "BENCH payload is warmup:u16 runs:u16")
             warmup, runs = struct.unpack("<HH", req.payload)
-            if runs > 1000:
-                return self._error(req, 4, "BENCH runs exceed the device's buffer")
-            times = [m.infer(None)[1] for _ in range(warmup + runs)][warmup:]
+            if not 1 <= runs <= self.board.bench_limit:
+                return self._error(req, 4, f"BENCH takes 1 to {self.board.bench_limit} runs on this device")
+            try:
+                times = [m.infer(None)[1] for _ in range(warmup + runs)][warmup:]
+            except Exception:
+                return self._error(req, 3, "Invoke() failed")
             self._reply(req, Msg.BENCH_RESULT, struct.pack(f"<BH{runs}I{runs}I", 0, runs, *times, *([0] * runs)))
         elif req.type == Msg.PROFILE:
             self._error(req, 5, "this device has no per-op profiler")
