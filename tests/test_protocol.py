@@ -102,7 +102,7 @@ def test_protocol_module_compiles_warning_free_for_32_and_64_bit(tmp_path):
 def test_c_module_over_a_real_pty(device):
     link, logs = device
     hello = link.wait_hello(5)
-    assert hello.version == 1 and hello.boot_id == 7 and hello.board_id == "pty-test"
+    assert hello.version == PROTOCOL_VERSION and hello.boot_id == 7 and hello.board_id == "pty-test"
     assert hello.inputs[0].shape == (1, 16) and hello.inputs[0].zero_point == -3
     assert abs(hello.outputs[0].scale - 0.25) < 1e-9 and hello.self_test_passed == 2
     data = bytes(range(1, 17))
@@ -291,6 +291,7 @@ def _streams(in_bytes: int, out_bytes: int) -> list[tuple[str, list[bytes], list
     bad_crc[5] ^= 0x10
     wrong_len = bytearray(encode_frame(Msg.BENCH, 4, bytes(4)))
     err, ok = Msg.ERROR, None
+    nak = (Msg.NAK, None)
     band = 1000 + out_bytes // 8  # the old C check let these through and failed in Invoke()
     return [
         ("hello", [encode_frame(Msg.HELLO_REQ, 1)], [(Msg.HELLO, ok)]),
@@ -320,13 +321,18 @@ def _streams(in_bytes: int, out_bytes: int) -> list[tuple[str, list[bytes], list
         ("unknown request type", [encode_frame(0x05, 1)], [(err, 1)]),
         ("a device's type sent to the device", [encode_frame(Msg.INFER_RESULT, 1, bytes(9))], [(err, 1)]),
         ("type 0", [encode_frame(0x00, 1, b"abc")], [(err, 1)]),
-        ("log text", [b"I (12) boot: noise\r\n"], []),
-        ("binary garbage", [bytes(random.Random(1).randrange(1, 256) for _ in range(300)) + b"\x00"], []),
+        ("log text not yet delimited", [b"I (12) boot: noise\r\n"], []),
+        ("log text", [b"I (12) boot: noise\r\n\x00"], [nak]),
+        ("binary garbage", [bytes(random.Random(1).randrange(1, 256) for _ in range(300)) + b"\x00"], [nak]),
         ("zeros only", [bytes(50)], []),
-        ("a bad CRC", [bytes(bad_crc)], []),
-        ("a truncated frame", [infer[:-9] + b"\x00"], []),
-        ("a length field that lies", [bytes(wrong_len[:3]) + b"\x09" + bytes(wrong_len[4:])], []),
-        ("garbage, then a good frame", [b"\x13\x37garbage\x00", encode_frame(Msg.HELLO_REQ, 6)], [(Msg.HELLO, ok)]),
+        ("a bad CRC", [bytes(bad_crc)], [nak]),
+        ("a truncated frame", [infer[:-9] + b"\x00"], [nak]),
+        ("a length field that lies", [bytes(wrong_len[:3]) + b"\x09" + bytes(wrong_len[4:])], [nak]),
+        ("a lone COBS code byte", [b"\x01\x00"], [nak]),
+        ("garbage, then a good frame", [b"\x13\x37garbage\x00", encode_frame(Msg.HELLO_REQ, 6)],
+         [nak, (Msg.HELLO, ok)]),
+        ("a NAK keeps the last answer for the resend", [infer, bytes(bad_crc), encode_frame(Msg.INFER, 1, x[::-1])],
+         [(Msg.INFER_RESULT, ok), nak, (Msg.INFER_RESULT, ok)]),
     ]
 
 
@@ -345,8 +351,114 @@ def test_c_and_python_servers_answer_the_same_byte_streams_alike(protocol_librar
         assert c_frames == py_frames, case
         got = [(t, p[0] if t == Msg.ERROR else None) for t, _, p in c_frames]
         assert got == expected, case
+        assert all(seq == 0 and p == b"" for t, seq, p in c_frames if t == Msg.NAK), case
+        if case.startswith("a NAK keeps"):
+            assert c_frames[0] == c_frames[2], case  # the cached answer, not a run on the reversed input
         if case.startswith("bench") and expected[0][0] == Msg.ERROR and expected[0][1] == 4:
             assert b"BENCH takes 1 to 1000 runs" in c_frames[0][2], case
     c.announce()
     py.announce()
     assert _normalised(c_sent)[-1] == _normalised(py_sent)[-1]
+
+
+# ---- recovery costs round trips: NAK, resend on a damaged answer, timeouts from measured round trips -----
+
+
+def test_the_c_module_naks_a_damaged_request_and_keeps_its_last_answer(device):
+    link, _ = device
+    link.wait_hello(5)
+    first = link.infer(bytes(range(16)))
+    damaged = bytearray(encode_frame(Msg.INFER, 77, bytes(16)))
+    damaged[6] ^= 0x04
+    link.port.write(bytes(damaged))
+    nak = next(f for f in link._frames(time.monotonic() + 5) if f.type != Msg.HELLO)
+    assert (nak.type, nak.seq, nak.payload) == (Msg.NAK, 0, b"")
+    seq = link._seq
+    link.port.write(encode_frame(Msg.INFER, seq, bytes(16)))  # the resend a NAK asks for
+    again = next(f for f in link._frames(time.monotonic() + 5) if f.seq == seq)
+    assert again.payload[9:] == first.output
+
+
+class _Flaky:
+    """Answers like ``_ok`` but spoils the first copy of every request the way ``spoil`` says."""
+
+    def __init__(self, spoil: str, times: int = 1000):
+        self.spoil, self.seen, self.times = spoil, set(), times
+
+    def __call__(self, req: Frame) -> bytes | None:
+        first = (req.type, req.seq) not in self.seen
+        self.seen.add((req.type, req.seq))
+        answer = _ok(req)
+        if not first or req.type == Msg.HELLO_REQ or self.times == 0:
+            return answer
+        self.times -= 1
+        if self.spoil == "nak":
+            return encode_frame(Msg.NAK, 0)
+        if self.spoil == "damaged answer":
+            bad = bytearray(answer)
+            bad[len(bad) // 2] ^= 0x20
+            return bytes(bad)
+        return None  # "lost answer"
+
+
+def _flaky_link(dev: ScriptedDevice, timeout_s: float) -> tuple[Link, serial.Serial]:
+    port = serial.Serial(dev.path, 115200, timeout=0.05)
+    link = Link(port, timeout_s=timeout_s, retries=2, bytes_per_s=1e6)
+    link.wait_hello(5)
+    return link, port
+
+
+@pytest.mark.parametrize("spoil", ["nak", "damaged answer"])
+def test_a_nak_or_a_damaged_answer_is_resent_at_once_not_after_a_timeout(spoil):
+    # A timeout this long would show as a counted timeout; the resend must come from the NAK or the damage.
+    flaky = _Flaky(spoil)
+    with ScriptedDevice(flaky) as dev:
+        link, port = _flaky_link(dev, timeout_s=60)
+        try:
+            results = [link.infer(bytes(16)) for _ in range(3)]
+            bench = link.bench(1, 2)
+        finally:
+            port.close()
+    assert [r.output for r in results] == [bytes(4)] * 3 and bench.latency_us == (100, 100)
+    assert link.timeouts == 0 and link.fast_resends == 4 and link.retried == 4
+    seqs = [(f.type, f.seq) for f in dev.requests if f.type != Msg.HELLO_REQ]
+    assert len(seqs) == 8 and len(set(seqs)) == 4  # each request twice, under the same sequence number
+
+
+def test_timeouts_follow_the_measured_round_trips_and_a_lost_answer_costs_one():
+    flaky = _Flaky("lost answer", times=1)  # only the first INFER of all is lost
+    with ScriptedDevice(flaky) as dev:
+        link, port = _flaky_link(dev, timeout_s=3)
+        try:
+            assert link.timeout_for(Msg.INFER) == 3  # nothing measured yet: the caller's bound
+            link.infer(bytes(16))  # lost once: one timeout of the full bound, then the cache answers
+            assert link.timeouts == 1 and link.timeout_for(Msg.INFER) == 3  # Karn: a resend is no sample
+            for _ in range(20):
+                link.infer(bytes(16))
+            adaptive = link.timeout_for(Msg.INFER)
+            assert link.min_timeout_s <= adaptive < 3
+            assert link.timeout_for(Msg.INFER, ceiling_s=0.05) == 0.05  # never above the caller's bound
+        finally:
+            port.close()
+    assert link.timeouts == 1 and link.fast_resends == 0
+
+
+def test_a_device_that_only_naks_ends_in_a_bounded_timeout():
+    with ScriptedDevice(lambda req: _ok(req) if req.type == Msg.HELLO_REQ else encode_frame(Msg.NAK, 0)) as dev:
+        link, port = _flaky_link(dev, timeout_s=0.3)
+        try:
+            with pytest.raises(DeviceTimeout, match="after 3 tries"):
+                link.infer(bytes(16))
+        finally:
+            port.close()
+    assert link.fast_resends == link.max_fast_resends and link.timeouts == link.retries
+    assert len([f for f in dev.requests if f.type == Msg.INFER]) == 1 + link.max_fast_resends + link.retries
+
+
+def test_the_c_header_and_python_agree_on_the_version_and_limits():
+    header = (templates_dir() / "common" / "tinyflow_protocol.h").read_text()
+    from tinyflow.protocol import MAX_BENCH_RUNS
+
+    assert f"#define TF_PROTOCOL_VERSION {PROTOCOL_VERSION} " in header
+    assert f"#define TF_MAX_BENCH_RUNS {MAX_BENCH_RUNS}u" in header
+    assert f"TF_MSG_NAK = 0x{Msg.NAK:02X}," in header

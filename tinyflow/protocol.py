@@ -10,7 +10,9 @@ tinyflow_protocol.cc) implements the same format; the tests drive one against th
 Requests carry a sequence number (1..65535); the response echoes it. The device keeps its last
 response and sends it again, without running anything, when a request repeats that sequence number:
 a retried request is never counted twice. At boot the device sends a HELLO with sequence 0 on its own;
-its ``boot_id`` changes with every boot, which is how the host notices a reset.
+its ``boot_id`` changes with every boot, which is how the host notices a reset. A chunk the device
+cannot take as a frame (a request the line damaged) gets a NAK at once (version 2), so the host resends
+after one round trip instead of a timeout.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from enum import IntEnum
 
 from .errors import DeviceError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: the device answers a damaged chunk with NAK
 MAX_FRAME_BYTES = 4 * 1024 * 1024  # a chunk longer than this without a delimiter is noise
 _HEADER = struct.Struct("<BHI")
 
@@ -41,6 +43,7 @@ class Msg(IntEnum):
     INFER_RESULT = 0x82
     BENCH_RESULT = 0x83
     PROFILE_RESULT = 0x84
+    NAK = 0xFE  # device -> host, seq 0, no payload: "a chunk arrived that was not a frame"
     ERROR = 0xFF
 
 
@@ -123,8 +126,13 @@ def decode_body(chunk: bytes) -> Frame:
     return Frame(msg_type, seq, body[_HEADER.size:-4])
 
 
+class Garbled(bytes):
+    """A chunk that looks like a damaged frame, not log text (still handed on as log bytes)."""
+
+
 class Decoder:
-    """Feed raw bytes; get back frames and, for anything else, the bytes as log text."""
+    """Feed raw bytes; get back frames and, for anything else, the bytes as log text (``Garbled`` when
+    they look binary: most likely a frame the line damaged)."""
 
     def __init__(self) -> None:
         self._chunk = bytearray()
@@ -142,7 +150,9 @@ class Decoder:
             except ProtocolError:
                 if _looks_binary(chunk):
                     self.bad_frames += 1
-                yield chunk
+                    yield Garbled(chunk)
+                else:
+                    yield chunk
         if len(self._chunk) > MAX_FRAME_BYTES:
             noise = bytes(self._chunk)
             self._chunk.clear()

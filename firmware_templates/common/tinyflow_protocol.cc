@@ -42,6 +42,17 @@ void send_body(tf_server_t* s, uint8_t type, uint16_t seq, size_t payload_len) {
   s->dev->write(s->dev->ctx, s->tx, len);
 }
 
+// Sent from its own buffer: the last response in s->tx must survive for the resend the NAK asks for.
+void send_nak(tf_server_t* s) {
+  uint8_t body[kHeader + 4] = {TF_MSG_NAK, 0, 0, 0, 0, 0, 0};
+  put_u32(body + kHeader, tf_crc32(0, body, kHeader));
+  uint8_t frame[TF_ENCODED_SIZE(kHeader + 4)];
+  frame[0] = 0;
+  size_t len = 1 + tf_cobs_encode(body, sizeof(body), frame + 1);
+  frame[len++] = 0;
+  s->dev->write(s->dev->ctx, frame, len);
+}
+
 void send_error(tf_server_t* s, uint16_t seq, uint8_t code, const char* message) {
   size_t n = strlen(message);
   if (n > 255) n = 255;
@@ -155,6 +166,7 @@ void handle_frame(tf_server_t* s) {
   const size_t len = s->rx_len;
   if (s->cobs_left != 0 || len < kHeader + 4 || s->rx_cap < kHeader) {
     s->frames_bad++;
+    send_nak(s);
     return;
   }
   const uint8_t* body = s->rx;
@@ -163,6 +175,7 @@ void handle_frame(tf_server_t* s) {
   for (int k = 3; k >= 0; --k) crc = (crc << 8) | s->rx_tail[(len - 4 + (size_t)k) & 3u];
   if (kHeader + (size_t)payload_len + 4 != len || s->rx_crc != crc) {
     s->frames_bad++;
+    send_nak(s);
     return;
   }
   s->frames_ok++;

@@ -3,7 +3,8 @@
 //
 // Frame on the wire: 0x00 | COBS(type:u8 seq:u16 len:u32 payload crc32:u32) | 0x00, little-endian,
 // CRC-32 as zlib computes it. Responses echo the request's sequence number; a request that repeats the
-// last sequence number gets the last response again without running anything.
+// last sequence number gets the last response again without running anything. A chunk that is not a
+// well-formed frame (a request the line damaged) is answered with a NAK, so the host resends at once.
 #ifndef TINYFLOW_PROTOCOL_H_
 #define TINYFLOW_PROTOCOL_H_
 
@@ -14,7 +15,7 @@
 extern "C" {  // a plain C API: the simulated board calls it through ctypes
 #endif
 
-#define TF_PROTOCOL_VERSION 1
+#define TF_PROTOCOL_VERSION 2  // 2: NAK
 
 enum {
   TF_MSG_HELLO_REQ = 0x01,
@@ -25,6 +26,7 @@ enum {
   TF_MSG_INFER_RESULT = 0x82,
   TF_MSG_BENCH_RESULT = 0x83,
   TF_MSG_PROFILE_RESULT = 0x84,
+  TF_MSG_NAK = 0xFE,  // seq 0, no payload; never kept as the last response
   TF_MSG_ERROR = 0xFF,
 };
 

@@ -1,15 +1,20 @@
 """The host side of the serial protocol over a port: requests, bounded retries, timeouts, resets.
 
 Every wait has a bound. A request that gets no valid answer is sent again with the same sequence
-number (the device answers a repeat from its cache, so nothing runs twice); after ``retries`` more tries
-the link is declared gone. A HELLO with sequence 0 in the middle of a conversation means the device
-rebooted: ``DeviceReset`` carries the new HELLO so the caller can resume. Bytes that are not frames
-(boot logs, printf) go to ``on_log`` line by line.
+number (the device answers a repeat from its cache, so nothing runs twice); after ``retries`` timed-out
+tries the link is declared gone. Recovery costs round trips, not timeouts: the request is resent at once
+when the device NAKs a damaged chunk or when a damaged chunk arrives where its answer was due, and the
+timeout of a message type follows the round-trip times of its recent answers (Jacobson/Karels, with a
+floor, the transfer time on top, and the caller's timeout as the ceiling the last try always waits). A
+HELLO with sequence 0 in the middle of a conversation means the device rebooted: ``DeviceReset`` carries
+the new HELLO so the caller can resume. Bytes that are not frames (boot logs, printf) go to ``on_log``
+line by line.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
@@ -20,6 +25,7 @@ from ..protocol import (
     BenchResult,
     Decoder,
     Frame,
+    Garbled,
     Hello,
     InferResult,
     Msg,
@@ -34,8 +40,11 @@ from ..protocol import (
     parse_profile_result,
 )
 
-DEFAULT_TIMEOUT_S = 2.0  # for a small request/response, on top of transfer time
+DEFAULT_TIMEOUT_S = 2.0  # the longest wait for one answer, on top of transfer time
 DEFAULT_RETRIES = 3
+# The shortest adaptive timeout: a loaded host can stall a process for tens of milliseconds, and a
+# timeout shorter than a stall resends for nothing (harmless, the device answers from its cache, but noisy).
+MIN_TIMEOUT_S = 0.2
 
 # What an ERROR code means for the user, and what to do about it.
 _ERROR_ADVICE = {
@@ -89,8 +98,15 @@ class Link:
         self._decoder = Decoder()
         self._seq = 0
         self._log_tail = b""
-        self.retried = 0  # requests sent more than once (for reports and tests)
+        self.retried = 0  # resends of a request (for reports and tests)
+        self.fast_resends = 0  # of those, resends on a NAK or a damaged chunk, without waiting
+        self.timeouts = 0  # of those, resends after a timeout
+        self.min_timeout_s = MIN_TIMEOUT_S
+        self.max_fast_resends = 2 * (retries + 1)  # per request: a line spewing noise still ends in a timeout
         self.device: Hello | None = None  # the last HELLO seen: what the outputs should look like
+        self._pending: deque[Frame | Garbled] = deque()
+        self._rtt: dict[int, tuple[float, float]] = {}  # per message type: smoothed round trip, its variation
+        self._backoff: dict[int, float] = {}  # per message type: doubled by a timeout, 1 after a clean answer
 
     def _next_seq(self) -> int:
         self._seq = self._seq % 65535 + 1
@@ -104,11 +120,12 @@ class Link:
             if line:
                 self.on_log(line.decode(errors="replace"))
 
-    def _frames(self, deadline: float) -> Iterator[Frame]:
-        while True:
+    def _next(self, deadline: float) -> Frame | Garbled | None:
+        """The next frame or damaged chunk from the device; None once ``deadline`` passes."""
+        while not self._pending:
             left = deadline - time.monotonic()
             if left <= 0:
-                return
+                return None
             # Block for the first byte only, then take whatever else has arrived: reading a fixed large
             # count would wait out the whole timeout on every response.
             self.port.timeout = min(left, 0.05)
@@ -120,9 +137,36 @@ class Link:
                 data += self.port.read(waiting)
             for item in self._decoder.feed(data):
                 if isinstance(item, Frame):
-                    yield item
+                    self._pending.append(item)
                 else:
                     self._log(item)
+                    if isinstance(item, Garbled):
+                        self._pending.append(item)
+        return self._pending.popleft()
+
+    def _frames(self, deadline: float) -> Iterator[Frame]:
+        while (item := self._next(deadline)) is not None:
+            if isinstance(item, Frame):
+                yield item
+
+    def timeout_for(self, msg_type: int, ceiling_s: float | None = None) -> float:
+        """How long to wait for an answer to ``msg_type`` now (without the transfer time)."""
+        ceiling = ceiling_s or self.timeout_s
+        if msg_type not in self._rtt:
+            return ceiling  # nothing measured yet: the caller's own bound
+        srtt, var = self._rtt[msg_type]
+        rto = max(srtt + 4 * var, self.min_timeout_s) * self._backoff.get(msg_type, 1.0)
+        return min(rto, ceiling)
+
+    def _measured(self, msg_type: int, rtt: float) -> None:
+        if msg_type in self._rtt:
+            srtt, var = self._rtt[msg_type]
+            var = 0.75 * var + 0.25 * abs(srtt - rtt)
+            srtt = 0.875 * srtt + 0.125 * rtt
+        else:
+            srtt, var = rtt, rtt / 2
+        self._rtt[msg_type] = (srtt, var)
+        self._backoff[msg_type] = 1.0
 
     def wait_hello(self, timeout_s: float) -> Hello:
         """Wait for the HELLO a device sends at boot (asking for one now and then)."""
@@ -144,16 +188,40 @@ class Link:
         """Send one request and return its answer (of the answering type); an ERROR is a ``DeviceError``."""
         seq = self._next_seq()
         frame = encode_frame(msg_type, seq, payload)
-        wait = (timeout_s or self.timeout_s) + 2 * len(frame) / self.bytes_per_s
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self.retried += 1
-            self.port.write(frame)
-            for f in self._frames(time.monotonic() + wait):
+        transfer = 2 * len(frame) / self.bytes_per_s
+        ceiling = timeout_s or self.timeout_s
+        wait = self.timeout_for(msg_type, ceiling)
+        # Damaged chunks and NAKs still queued belong to an earlier request; frames stay (a reset HELLO).
+        self._pending = deque(x for x in self._pending if isinstance(x, Frame) and x.type != Msg.NAK)
+        timeouts = fast = 0
+        self.port.write(frame)
+        sent = time.monotonic()
+        deadline = sent + wait + transfer
+        while True:
+            item = self._next(deadline)
+            if item is None:
+                if timeouts == self.retries:
+                    raise DeviceTimeout(f"no valid answer to {Msg(msg_type).name} after {timeouts + 1} tries (the "
+                                        f"last waited {wait + transfer:.1f} s): the link is gone or too noisy")
+                timeouts += 1
+                self.timeouts += 1
+                self._backoff[msg_type] = min(2 * self._backoff.get(msg_type, 1.0), 64.0)
+                # The last try waits the whole ceiling: a slow device is not a dead one.
+                wait = ceiling if timeouts == self.retries else min(2 * wait, ceiling)
+            elif isinstance(item, Garbled) or item.type == Msg.NAK:
+                # The request or its answer was damaged on the line: resend now rather than wait it out.
+                if fast == self.max_fast_resends:
+                    continue
+                fast += 1
+                self.fast_resends += 1
+            else:
+                f = item
                 if f.type == Msg.HELLO and f.seq == 0:
                     raise DeviceReset(self._hello_from(f))
                 if f.seq != seq:
                     continue  # a stale answer to an earlier try
+                if timeouts == fast == 0:  # Karn: only an answer to the one and only send times the link
+                    self._measured(msg_type, time.monotonic() - sent)
                 if f.type == Msg.ERROR:
                     code, message = _parsed("ERROR", parse_error, f.payload)
                     advice = _ERROR_ADVICE.get(code, f"an error code this tinyflow does not know; {REFLASH}")
@@ -163,8 +231,9 @@ class Link:
                     raise DeviceError(f"the device answered {Msg(msg_type).name} with {name}: its firmware speaks "
                                       f"another protocol; {REFLASH}")
                 return f
-        raise DeviceTimeout(f"no valid answer to {Msg(msg_type).name} after {self.retries + 1} tries "
-                          f"({wait:.1f} s each): the link is gone or too noisy")
+            self.retried += 1
+            self.port.write(frame)
+            deadline = time.monotonic() + wait + transfer
 
     def hello(self) -> Hello:
         return self._hello_from(self.request(Msg.HELLO_REQ))

@@ -248,6 +248,8 @@ class PyServer:
         for item in self.decoder.feed(data):
             if isinstance(item, Frame):
                 self._handle(item)
+            else:  # a damaged request: ask for it again (not kept as the last response, as in the C module)
+                self.board.write(encode_frame(Msg.NAK, 0))
 
     def _reply(self, req: Frame, msg_type: int, payload: bytes) -> None:
         frame = encode_frame(msg_type, req.seq, payload)
