@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import struct
 import subprocess
 import sys
@@ -192,3 +194,50 @@ def test_flashing_reports_a_firmware_of_another_version(model):
     with ScriptedDevice(_scripted_answers(graph, version=4)) as dev, \
             pytest.raises(DeviceError, match="protocol version 4, this tinyflow speaks"):
         wait_for_hello(dev.path, find_board("sim"), timeout_s=5)
+
+
+def _gone(pid: int) -> bool:
+    """Not running: no such process, or a zombie nobody has reaped yet (it runs nothing)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+
+def _wait_gone(pid: int, bound_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + bound_s
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _gone(pid)
+
+
+def test_the_simulated_board_dies_when_its_parent_is_killed(model):
+    script = ("import sys, time\nfrom tinyflow.device.simulator import SimProcess\n"
+              "with SimProcess(sys.argv[1]) as sim:\n    print(sim.proc.pid, flush=True)\n    time.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script, str(model[0])], stdout=subprocess.PIPE, text=True)
+    try:
+        sim_pid = int(parent.stdout.readline())
+        assert not _gone(sim_pid)
+        parent.send_signal(signal.SIGKILL)  # no __exit__, no atexit: only the child's own watch can end it
+        parent.wait(timeout=10)
+        assert _wait_gone(sim_pid), "the simulated board outlived its SIGKILLed parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def test_the_simulated_board_stops_when_its_stdin_closes(model):
+    # The portable path (no prctl): the parent's end of the child's stdin closes when the parent dies.
+    sim = SimProcess(model[0]).__enter__()
+    try:
+        sim.proc.stdin.close()
+        assert _wait_gone(sim.proc.pid) and sim.proc.wait(timeout=10) == 0
+    finally:
+        sim.__exit__(None, None, None)

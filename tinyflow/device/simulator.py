@@ -294,8 +294,23 @@ class PyServer:
             self._error(req, 1, "unknown message type")
 
 
-def serve(model_path: str, arena: int | None, use_c: bool = True) -> None:
-    """Serve the protocol on a new pty until SIGTERM/SIGINT; print the pty path first."""
+def die_with_parent(parent_pid: int) -> None:
+    """Linux: have the kernel SIGKILL this process when its parent dies, even by SIGKILL. The signal comes
+    when the parent *thread* that started us ends, so ``SimProcess`` belongs in a thread that outlives it;
+    ``serve`` also stops when the parent changes or stdin closes, which covers other systems."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # no prctl: the polling in serve() still notices
+    if os.getppid() != parent_pid:  # the parent died before the line above: nobody would signal us
+        os._exit(0)
+
+
+def serve(model_path: str, arena: int | None, use_c: bool = True, parent_pid: int | None = None) -> None:
+    """Serve the protocol on a new pty until SIGTERM/SIGINT; print the pty path first. With ``parent_pid``
+    (a ``SimProcess`` child) also until that parent is gone or closes our stdin."""
     from ..plan import plan_graph
 
     data = Path(model_path).read_bytes()
@@ -326,7 +341,12 @@ def serve(model_path: str, arena: int | None, use_c: bool = True) -> None:
           f"{server.implementation}", file=sys.stderr, flush=True)
     board.boot_log()
     server.announce()
+    watched = [master]
+    if parent_pid is not None:
+        watched.append(sys.stdin.fileno())
     while not stop["now"]:
+        if parent_pid is not None and os.getppid() != parent_pid:
+            break  # orphaned: reparented to init or a subreaper
         if reset["pending"]:
             reset["pending"] = False
             board.new_boot()
@@ -334,10 +354,12 @@ def serve(model_path: str, arena: int | None, use_c: bool = True) -> None:
             board.boot_log()
             server.announce()
         try:
-            ready_fds, _, _ = select.select([master], [], [], 0.05)
+            ready_fds, _, _ = select.select(watched, [], [], 0.05)
         except InterruptedError:
             continue
-        if ready_fds:
+        if len(watched) > 1 and watched[1] in ready_fds and not os.read(watched[1], 4096):
+            break  # the parent closed our stdin, or died and the kernel closed it
+        if master in ready_fds:
             try:
                 chunk = os.read(master, 65536)
             except OSError:
@@ -366,12 +388,14 @@ class SimProcess:
 
         # -c, not -m: the package imports this module, and -m would run a second copy of it as __main__.
         cmd = [sys.executable, "-c", "import sys; from tinyflow.device.simulator import main; sys.exit(main())",
-               self.model_path]
+               self.model_path, "--parent-pid", str(os.getpid())]
         if self.arena:
             cmd += ["--arena", str(self.arena)]
         if self.python_server:
             cmd.append("--python-server")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # stdin is a pipe only we hold: when this process dies, however, the child reads EOF and stops.
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
         ready, _, _ = select.select([self.proc.stdout], [], [], self.start_timeout_s)
         line = self.proc.stdout.readline().strip() if ready else ""
         if not line.startswith("/dev/"):
@@ -388,6 +412,8 @@ class SimProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.stdin is not None:
+            self.proc.stdin.close()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -402,8 +428,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("model")
     ap.add_argument("--arena", type=int, help="arena bytes (default: the planned minimum for the sim board)")
     ap.add_argument("--python-server", action="store_true", help="answer with the Python server, not the C module")
+    ap.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # set by SimProcess: die with it
     args = ap.parse_args(argv)
-    serve(args.model, args.arena, use_c=not args.python_server)
+    if args.parent_pid is not None:
+        die_with_parent(args.parent_pid)
+    serve(args.model, args.arena, use_c=not args.python_server, parent_pid=args.parent_pid)
     return 0
 
 
