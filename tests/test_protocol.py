@@ -14,7 +14,7 @@ import serial
 
 from tests.fault_proxy import ScriptedDevice
 from tinyflow.device.link import DeviceTimeout, Link
-from tinyflow.errors import DeviceError
+from tinyflow.errors import DeviceError, InputError
 from tinyflow.paths import templates_dir
 from tinyflow.protocol import (
     PROTOCOL_VERSION,
@@ -465,3 +465,14 @@ def test_the_c_header_and_python_agree_on_the_version_and_limits():
     assert f"#define TF_PROTOCOL_VERSION {PROTOCOL_VERSION} " in header
     assert f"#define TF_MAX_BENCH_RUNS {MAX_BENCH_RUNS}u" in header
     assert f"TF_MSG_NAK = 0x{Msg.NAK:02X}," in header
+
+
+def test_bench_runs_beyond_the_device_buffer_are_refused_with_the_range(device):
+    # pty_device's 512-byte response buffer: (512 - 11 - 3 - 4 output bytes) / 8 = 61 runs, outputs included.
+    link, _ = device
+    link.wait_hello(5)
+    assert len(link.bench(0, 61).latency_us) == 61
+    with pytest.raises(DeviceError, match=r"BENCH takes 1 to 61 runs on this device \(code 4\); ask for fewer"):
+        link.bench(0, 62)
+    with pytest.raises(InputError, match="BENCH takes 1 to 1000 runs"):
+        link.bench(0, 1001)  # beyond any device: refused before anything is sent

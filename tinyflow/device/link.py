@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ..errors import DeviceError, InputError
 from ..protocol import (
@@ -51,12 +51,15 @@ _ERROR_ADVICE = {
     1: f"the firmware is from another tinyflow; {REFLASH}",
     2: f"the firmware was generated for another model or tinyflow; {REFLASH}",
     3: "the model failed on the device: run `tinyflow measure -v` to see its log, and check the arena",
-    4: f"ask for at most {MAX_BENCH_RUNS} runs (--runs)",
+    4: "ask for fewer runs (--runs), within the range the device names",
     5: "nothing to do: this firmware cannot time single ops",
 }
 
 
-def _parsed(what: str, parse: Callable[[bytes], object], payload: bytes):
+T = TypeVar("T")
+
+
+def _parsed(what: str, parse: Callable[[bytes], T], payload: bytes) -> T:
     """Parse a response payload; a malformed one is the firmware's fault, in one sentence with the fix."""
     try:
         return parse(payload)
@@ -239,7 +242,7 @@ class Link:
         return self._hello_from(self.request(Msg.HELLO_REQ))
 
     def infer(self, data: bytes, timeout_s: float | None = None) -> InferResult:
-        r: InferResult = _parsed("INFER_RESULT", parse_infer_result, self.request(Msg.INFER, data, timeout_s).payload)
+        r = _parsed("INFER_RESULT", parse_infer_result, self.request(Msg.INFER, data, timeout_s).payload)
         if self.device is not None:
             want = sum(t.bytes for t in self.device.outputs)
             if len(r.output) != want:
@@ -252,7 +255,7 @@ class Link:
             raise InputError(f"BENCH takes 1 to {MAX_BENCH_RUNS} runs and 0 to 65535 warm-up runs, not {runs} and "
                              f"{warmup}: choose --runs and --warmup in that range")
         f = self.request(Msg.BENCH, bench_request(warmup, runs), timeout_s)
-        b: BenchResult = _parsed("BENCH_RESULT", parse_bench_result, f.payload)
+        b = _parsed("BENCH_RESULT", parse_bench_result, f.payload)
         if len(b.latency_us) != runs:
             raise DeviceError(f"the device answered BENCH with {len(b.latency_us)} runs where {runs} were asked: its "
                               f"firmware is broken or from another tinyflow; {REFLASH}")

@@ -7,6 +7,7 @@ simulator exercises the code the boards run; without a compiler an equivalent Py
 Inference runs on the ``tflite-micro`` interpreter with exactly the arena tinyflow planned for the
 ``sim`` board. Latencies are host wall time: the HELLO says "simulated" and every report labels them so.
 SIGUSR1 makes the board "reset": a new boot id, a boot log and an unsolicited HELLO, as a real reset would.
+Started by ``SimProcess`` it dies with its parent, however the parent ends (see ``die_with_parent``).
 """
 
 from __future__ import annotations
