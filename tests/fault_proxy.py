@@ -2,6 +2,7 @@
 
 Faults, chosen per test and deterministic: garbage between frames, a dropped byte, a flipped bit, a
 response held back past the harness's timeout, the board reset mid-run, and the line going dead.
+``ScriptedDevice`` is a fake board on a pty that answers with exactly the frames a test gives it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import tty
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tinyflow.protocol import Decoder, Frame
+
 
 @dataclass
 class Faults:
@@ -25,6 +28,10 @@ class Faults:
     delay_once_s: float = 0.0  # device->host: hold the 5th chunk this long, once
     reset_after_chunks: int = 0  # reset the board after this many device->host chunks
     dead_after_chunks: int = 0  # stop forwarding anything after this many device->host chunks
+    # Noise at a rate instead of a count: each chunk, either way, is hit with probability 1/one_in by one of
+    # `kinds` (drop a byte, flip a bit, garbage before it, lose the whole chunk). A chunk is about one frame.
+    one_in: float = 0.0
+    kinds: tuple[str, ...] = ("drop", "flip", "garbage", "lose")
     seed: int = 0
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -69,6 +76,22 @@ class FaultProxy:
             self._count("flip")
         return bytes(data)
 
+    def _noise(self, chunk: bytes, direction: str) -> bytes | None:
+        if not self.faults.one_in or len(chunk) < 2 or self.rng.random() >= 1 / self.faults.one_in:
+            return chunk
+        kind = self.rng.choice(self.faults.kinds)
+        self._count(f"{kind}-{direction}")
+        data = bytearray(chunk)
+        if kind == "drop":
+            del data[self.rng.randrange(len(data))]
+        elif kind == "flip":
+            data[self.rng.randrange(len(data))] ^= 1 << self.rng.randrange(8)
+        elif kind == "garbage":
+            data[:0] = self.rng.choice([b"E (99) noise\r\n", bytes(self.rng.randrange(256) for _ in range(9))])
+        else:
+            return None
+        return bytes(data)
+
     def _down_chunk(self, chunk: bytes) -> bytes | None:
         f = self.faults
         self._down += 1
@@ -83,6 +106,9 @@ class FaultProxy:
             time.sleep(f.delay_once_s)
             self._count("delay")
         chunk = self._mangle(chunk, f.drop_response_bytes, f.flip_response_bits, "response")
+        chunk = self._noise(chunk, "response")
+        if chunk is None:
+            return None
         if f.garbage_every and self._down % f.garbage_every == 0:
             noise = self.rng.choice([b"E (1234) wifi: noise\r\n", bytes(self.rng.randrange(256) for _ in range(9)),
                                      b"\x00\x00\x07\x01\x00", b"Guru Meditation? no, just text\n"])
@@ -102,9 +128,57 @@ class FaultProxy:
                     self._up += 1
                     if self.faults.dead_after_chunks and self._down > self.faults.dead_after_chunks:
                         continue
-                    out = self._mangle(chunk, self.faults.drop_request_bytes, 0, "request")
-                    os.write(self.device, out)
+                    out = self._noise(self._mangle(chunk, self.faults.drop_request_bytes, 0, "request"), "request")
+                    if out:
+                        os.write(self.device, out)
                 else:
                     out = self._down_chunk(chunk)
+                    if out:
+                        os.write(self.master, out)
+
+
+class ScriptedDevice:
+    """A fake board on a real pty: each request frame gets exactly the bytes ``answer(frame)`` returns.
+
+    For the cases a real firmware never produces (another protocol version, a short output, status != 0),
+    so the host's real ``Link`` and harness read them through a real serial port.
+    """
+
+    def __init__(self, answer: Callable[[Frame], bytes | None], boot: bytes = b""):
+        self.answer = answer
+        self.master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        self.path = os.ttyname(self._slave)
+        self.requests: list[Frame] = []
+        self._boot = boot
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ScriptedDevice:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        os.close(self.master)
+        os.close(self._slave)
+
+    def _run(self) -> None:
+        decoder = Decoder()
+        if self._boot:
+            os.write(self.master, self._boot)
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self.master], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                continue
+            for item in decoder.feed(data):
+                if isinstance(item, Frame):
+                    self.requests.append(item)
+                    out = self.answer(item)
                     if out:
                         os.write(self.master, out)

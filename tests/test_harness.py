@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import struct
 import subprocess
 import sys
 import time
@@ -10,16 +13,18 @@ import time
 import numpy as np
 import pytest
 
-from tests.fault_proxy import FaultProxy, Faults
+from tests.fault_proxy import FaultProxy, Faults, ScriptedDevice
 from tinyflow.boards import find_board
 from tinyflow.cli import main
+from tinyflow.device.flashing import wait_for_hello
 from tinyflow.device.harness import measure
 from tinyflow.device.link import Link
 from tinyflow.device.ports import open_port
-from tinyflow.device.simulator import SimProcess
+from tinyflow.device.simulator import SimProcess, _tensor_info
 from tinyflow.errors import DeviceError
 from tinyflow.graph.reader import read_graph
 from tinyflow.model.dataset import load_dataset
+from tinyflow.protocol import FLAGS, PROTOCOL_VERSION, Hello, Msg, encode_frame
 
 SAMPLES = 30
 
@@ -143,3 +148,96 @@ def test_simulate_command_serves_the_model(model):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def _scripted_answers(graph, version=PROTOCOL_VERSION, infer_extra=0, bench_runs=None, infer_status=0):
+    """A fake board for ``graph`` that answers like the firmware except where a case says otherwise."""
+    hello = Hello(version, FLAGS.SIMULATED, 9, graph.sha256, 0, 1, 1, "host", 0, 0, "sim", "fake",
+                  tuple(_tensor_info(t) for t in graph.input_tensors()),
+                  tuple(_tensor_info(t) for t in graph.output_tensors())).pack()
+    out_bytes = sum(t.bytes for t in graph.output_tensors())
+
+    def answer(req):
+        if req.type == Msg.HELLO_REQ:
+            return encode_frame(Msg.HELLO, req.seq, hello)
+        if req.type == Msg.INFER:
+            return encode_frame(Msg.INFER_RESULT, req.seq, struct.pack("<BII", infer_status, 10, 0)
+                                + bytes(out_bytes + infer_extra))
+        if req.type == Msg.BENCH:
+            runs = struct.unpack("<HH", req.payload)[1] if bench_runs is None else bench_runs
+            return encode_frame(Msg.BENCH_RESULT, req.seq, struct.pack(f"<BH{2 * runs}I", 0, runs, *([10] * runs),
+                                                                        *([0] * runs)))
+        return encode_frame(Msg.ERROR, req.seq, b"\x05\x22this device has no per-op profiler")
+    return answer
+
+
+@pytest.mark.parametrize("case, message", [
+    ({"version": 99}, f"the device speaks tinyflow protocol version 99, this tinyflow speaks {PROTOCOL_VERSION}"),
+    ({"infer_extra": -3}, "where its HELLO promised 10"),
+    ({"infer_status": 1}, "INFER with status 1"),
+    ({"bench_runs": 0}, "BENCH with 0 runs where 5 were asked"),
+])
+def test_measure_against_a_device_with_unexpected_answers_is_one_line(model, capsys, case, message):
+    path, _, graph, _, npz = model
+    with ScriptedDevice(_scripted_answers(graph, **case)) as dev:
+        code = main(["measure", str(path), "--data", str(npz), "--runs", "5", "--timeout", "0.5", "--port", dev.path,
+                     "--board", "sim"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == DeviceError.exit_code
+    assert err[-1].startswith("tinyflow: error: ") and message in err[-1]
+    assert "re-generate and flash the firmware with this tinyflow" in err[-1]
+    assert not any("Traceback" in line for line in err)
+
+
+def test_flashing_reports_a_firmware_of_another_version(model):
+    _, _, graph, _, _ = model
+    with ScriptedDevice(_scripted_answers(graph, version=4)) as dev, \
+            pytest.raises(DeviceError, match="protocol version 4, this tinyflow speaks"):
+        wait_for_hello(dev.path, find_board("sim"), timeout_s=5)
+
+
+def _gone(pid: int) -> bool:
+    """Not running: no such process, or a zombie nobody has reaped yet (it runs nothing)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+
+def _wait_gone(pid: int, bound_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + bound_s
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _gone(pid)
+
+
+def test_the_simulated_board_dies_when_its_parent_is_killed(model):
+    script = ("import sys, time\nfrom tinyflow.device.simulator import SimProcess\n"
+              "with SimProcess(sys.argv[1]) as sim:\n    print(sim.proc.pid, flush=True)\n    time.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script, str(model[0])], stdout=subprocess.PIPE, text=True)
+    try:
+        sim_pid = int(parent.stdout.readline())
+        assert not _gone(sim_pid)
+        parent.send_signal(signal.SIGKILL)  # no __exit__, no atexit: only the child's own watch can end it
+        parent.wait(timeout=10)
+        assert _wait_gone(sim_pid), "the simulated board outlived its SIGKILLed parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def test_the_simulated_board_stops_when_its_stdin_closes(model):
+    # The portable path (no prctl): the parent's end of the child's stdin closes when the parent dies.
+    sim = SimProcess(model[0]).__enter__()
+    try:
+        sim.proc.stdin.close()
+        assert _wait_gone(sim.proc.pid) and sim.proc.wait(timeout=10) == 0
+    finally:
+        sim.__exit__(None, None, None)

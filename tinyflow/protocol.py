@@ -10,7 +10,9 @@ tinyflow_protocol.cc) implements the same format; the tests drive one against th
 Requests carry a sequence number (1..65535); the response echoes it. The device keeps its last
 response and sends it again, without running anything, when a request repeats that sequence number:
 a retried request is never counted twice. At boot the device sends a HELLO with sequence 0 on its own;
-its ``boot_id`` changes with every boot, which is how the host notices a reset.
+its ``boot_id`` changes with every boot, which is how the host notices a reset. A chunk the device
+cannot take as a frame (a request the line damaged) gets a NAK at once (version 2), so the host resends
+after one round trip instead of a timeout.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 
-PROTOCOL_VERSION = 1
+from .errors import DeviceError
+
+PROTOCOL_VERSION = 2  # 2: the device answers a damaged chunk with NAK
 MAX_FRAME_BYTES = 4 * 1024 * 1024  # a chunk longer than this without a delimiter is noise
 _HEADER = struct.Struct("<BHI")
 
@@ -39,6 +43,7 @@ class Msg(IntEnum):
     INFER_RESULT = 0x82
     BENCH_RESULT = 0x83
     PROFILE_RESULT = 0x84
+    NAK = 0xFE  # device -> host, seq 0, no payload: "a chunk arrived that was not a frame"
     ERROR = 0xFF
 
 
@@ -48,8 +53,17 @@ class FLAGS:
     SELF_TEST_PASSED = 4
 
 
-class ProtocolError(Exception):
-    """A frame or payload that does not parse."""
+class ProtocolError(DeviceError):
+    """A frame or payload that does not parse. A ``DeviceError`` so that one escaping the link's own
+    handling is still the device's fault on one line, never a traceback; the link words the fix."""
+
+
+REFLASH = "re-generate and flash the firmware with this tinyflow"
+
+
+def version_mismatch(version: int) -> str:
+    return (f"the device speaks tinyflow protocol version {version}, this tinyflow speaks {PROTOCOL_VERSION}: its "
+            f"firmware was built by another tinyflow; {REFLASH}")
 
 
 def cobs_encode(data: bytes) -> bytes:
@@ -112,8 +126,13 @@ def decode_body(chunk: bytes) -> Frame:
     return Frame(msg_type, seq, body[_HEADER.size:-4])
 
 
+class Garbled(bytes):
+    """A chunk that looks like a damaged frame, not log text (still handed on as log bytes)."""
+
+
 class Decoder:
-    """Feed raw bytes; get back frames and, for anything else, the bytes as log text."""
+    """Feed raw bytes; get back frames and, for anything else, the bytes as log text (``Garbled`` when
+    they look binary: most likely a frame the line damaged)."""
 
     def __init__(self) -> None:
         self._chunk = bytearray()
@@ -131,7 +150,9 @@ class Decoder:
             except ProtocolError:
                 if _looks_binary(chunk):
                     self.bad_frames += 1
-                yield chunk
+                    yield Garbled(chunk)
+                else:
+                    yield chunk
         if len(self._chunk) > MAX_FRAME_BYTES:
             noise = bytes(self._chunk)
             self._chunk.clear()
@@ -214,6 +235,10 @@ class _Reader:
         self.at += n
         return self.data[self.at - n:self.at]
 
+    def end(self) -> None:
+        if self.at != len(self.data):
+            raise ProtocolError(f"{len(self.data) - self.at} bytes more than the payload holds")
+
     def string(self) -> str:
         (n,) = self.take("<B")
         return self.raw(n).decode(errors="replace")
@@ -227,7 +252,11 @@ class _Reader:
 
 def parse_hello(payload: bytes) -> Hello:
     r = _Reader(payload)
-    version, flags, boot_id = r.take("<HHI")
+    (version,) = r.take("<H")
+    if version != PROTOCOL_VERSION:
+        # Another version may lay out the rest differently: say so before anything else fails to parse.
+        raise DeviceError(version_mismatch(version))
+    flags, boot_id = r.take("<HI")
     sha = r.raw(32).hex()
     cpu, arena, used, region, st_total, st_passed = r.take("<IIIBHH")
     board, runtime = r.string(), r.string()
@@ -252,6 +281,9 @@ def parse_infer_result(payload: bytes) -> InferResult:
     return InferResult(us, cycles, payload[r.at:])
 
 
+MAX_BENCH_RUNS = 1000  # what the firmware's response buffer holds (timings and cycles of each run, then an output)
+
+
 def bench_request(warmup: int, runs: int) -> bytes:
     return struct.pack("<HH", warmup, runs)
 
@@ -266,7 +298,9 @@ def parse_bench_result(payload: bytes) -> BenchResult:
     r = _Reader(payload)
     status, runs = r.take("<BH")
     _check_status(status, "BENCH")
-    return BenchResult(r.take(f"<{runs}I"), r.take(f"<{runs}I"))
+    result = BenchResult(r.take(f"<{runs}I"), r.take(f"<{runs}I"))
+    r.end()
+    return result
 
 
 @dataclass(frozen=True)
@@ -279,7 +313,9 @@ def parse_profile_result(payload: bytes) -> ProfileResult:
     r = _Reader(payload)
     status, tick_hz, n = r.take("<BIH")
     _check_status(status, "PROFILE")
-    return ProfileResult(tick_hz, r.take(f"<{n}I"))
+    result = ProfileResult(tick_hz, r.take(f"<{n}I"))
+    r.end()
+    return result
 
 
 def parse_error(payload: bytes) -> tuple[int, str]:
@@ -290,4 +326,6 @@ def parse_error(payload: bytes) -> tuple[int, str]:
 
 def _check_status(status: int, what: str) -> None:
     if status:
-        raise ProtocolError(f"{what} failed on the device (status {status})")
+        # This tinyflow's firmware reports failures with an ERROR frame and always sends status 0.
+        raise DeviceError(f"the device answered {what} with status {status}, which this tinyflow's firmware never "
+                          f"sends: the firmware is from another tinyflow; {REFLASH}")

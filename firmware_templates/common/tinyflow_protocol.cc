@@ -42,6 +42,17 @@ void send_body(tf_server_t* s, uint8_t type, uint16_t seq, size_t payload_len) {
   s->dev->write(s->dev->ctx, s->tx, len);
 }
 
+// Sent from its own buffer: the last response in s->tx must survive for the resend the NAK asks for.
+void send_nak(tf_server_t* s) {
+  uint8_t body[kHeader + 4] = {TF_MSG_NAK, 0, 0, 0, 0, 0, 0};
+  put_u32(body + kHeader, tf_crc32(0, body, kHeader));
+  uint8_t frame[TF_ENCODED_SIZE(kHeader + 4)];
+  frame[0] = 0;
+  size_t len = 1 + tf_cobs_encode(body, sizeof(body), frame + 1);
+  frame[len++] = 0;
+  s->dev->write(s->dev->ctx, frame, len);
+}
+
 void send_error(tf_server_t* s, uint16_t seq, uint8_t code, const char* message) {
   size_t n = strlen(message);
   if (n > 255) n = 255;
@@ -54,8 +65,8 @@ void send_error(tf_server_t* s, uint16_t seq, uint8_t code, const char* message)
 
 size_t payload_room(const tf_server_t* s) { return s->body_cap - kHeader - 4; }
 
-void handle_infer(tf_server_t* s, uint16_t seq, const uint8_t* payload, size_t len) {
-  if (len != s->dev->input_bytes) {
+void handle_infer(tf_server_t* s, uint16_t seq, const uint8_t* payload, size_t len, int kept) {
+  if (len != s->dev->input_bytes || !kept) {
     send_error(s, seq, TF_ERR_BAD_LENGTH, "INFER payload is not the model's input size");
     return;
   }
@@ -72,15 +83,34 @@ void handle_infer(tf_server_t* s, uint16_t seq, const uint8_t* payload, size_t l
   send_body(s, TF_MSG_INFER_RESULT, seq, 9 + out_len);
 }
 
-void handle_bench(tf_server_t* s, uint16_t seq, const uint8_t* payload, size_t len) {
-  if (len != 4) {
+// "BENCH takes 1 to <limit> runs on this device": the host shows it, so it names the range.
+void send_runs_error(tf_server_t* s, uint16_t seq, uint32_t limit) {
+  char message[48] = "BENCH takes 1 to ";
+  size_t n = strlen(message);
+  char digits[10];
+  size_t k = 0;
+  do {
+    digits[k++] = (char)('0' + limit % 10u);
+    limit /= 10u;
+  } while (limit && k < sizeof(digits));
+  while (k) message[n++] = digits[--k];
+  memcpy(message + n, " runs on this device", 21);
+  send_error(s, seq, TF_ERR_TOO_MANY_RUNS, message);
+}
+
+void handle_bench(tf_server_t* s, uint16_t seq, const uint8_t* payload, size_t len, int kept) {
+  if (len != 4 || !kept) {
     send_error(s, seq, TF_ERR_BAD_LENGTH, "BENCH payload is warmup:u16 runs:u16");
     return;
   }
   const uint16_t warmup = get_u16(payload), runs = get_u16(payload + 2);
   uint8_t* out = s->body + kHeader;
-  if (3 + 8u * runs > payload_room(s)) {
-    send_error(s, seq, TF_ERR_TOO_MANY_RUNS, "BENCH runs exceed the device's buffer");
+  // Each run's time and cycles, and after them the space one inference writes its outputs to.
+  const size_t room = payload_room(s);
+  const size_t fit = room > 3 + s->dev->output_bytes ? (room - 3 - s->dev->output_bytes) / 8u : 0;
+  const uint32_t limit = fit < TF_MAX_BENCH_RUNS ? (uint32_t)fit : TF_MAX_BENCH_RUNS;
+  if (runs == 0 || runs > limit) {
+    send_runs_error(s, seq, limit);
     return;
   }
   // Outputs of the timed runs are not needed: they land in the space the timings will take later,
@@ -122,17 +152,34 @@ void handle_profile(tf_server_t* s, uint16_t seq) {
   send_body(s, TF_MSG_PROFILE_RESULT, seq, 7 + 4u * count);
 }
 
-void handle_frame(tf_server_t* s, const uint8_t* body, size_t len) {
-  if (len < kHeader + 4) {
+// One decoded byte of the frame being received: kept while it fits, always counted and CRC-checked.
+void rx_byte(tf_server_t* s, uint8_t b) {
+  uint8_t* slot = &s->rx_tail[s->rx_len & 3u];
+  if (s->rx_len >= 4) s->rx_crc = tf_crc32(s->rx_crc, slot, 1);  // the byte leaving the tail is not CRC
+  *slot = b;
+  if (s->rx_len < s->rx_cap) s->rx[s->rx_len] = b;
+  s->rx_len++;
+}
+
+// The chunk before a delimiter: a request when its length and CRC check out, else nothing is answered.
+void handle_frame(tf_server_t* s) {
+  const size_t len = s->rx_len;
+  if (s->cobs_left != 0 || len < kHeader + 4 || s->rx_cap < kHeader) {
     s->frames_bad++;
+    send_nak(s);
     return;
   }
+  const uint8_t* body = s->rx;
   const uint32_t payload_len = get_u32(body + 3);
-  if (kHeader + (size_t)payload_len + 4 != len || tf_crc32(0, body, len - 4) != get_u32(body + len - 4)) {
+  uint32_t crc = 0;
+  for (int k = 3; k >= 0; --k) crc = (crc << 8) | s->rx_tail[(len - 4 + (size_t)k) & 3u];
+  if (kHeader + (size_t)payload_len + 4 != len || s->rx_crc != crc) {
     s->frames_bad++;
+    send_nak(s);
     return;
   }
   s->frames_ok++;
+  const int kept = len <= s->rx_cap;  // else only the header is here: no handler may read the payload
   const uint8_t type = body[0];
   const uint16_t seq = get_u16(body + 1);
   if (s->have_last && seq == s->last_seq && type == s->last_type && type != TF_MSG_HELLO_REQ) {
@@ -145,10 +192,10 @@ void handle_frame(tf_server_t* s, const uint8_t* body, size_t len) {
       send_body(s, TF_MSG_HELLO, seq, s->dev->hello(s->dev->ctx, s->body + kHeader, payload_room(s)));
       break;
     case TF_MSG_INFER:
-      handle_infer(s, seq, payload, payload_len);
+      handle_infer(s, seq, payload, payload_len, kept);
       break;
     case TF_MSG_BENCH:
-      handle_bench(s, seq, payload, payload_len);
+      handle_bench(s, seq, payload, payload_len, kept);
       break;
     case TF_MSG_PROFILE:
       handle_profile(s, seq);
@@ -266,26 +313,24 @@ void tf_server_feed(tf_server_t* s, const uint8_t* data, size_t len) {
   for (size_t i = 0; i < len; ++i) {
     const uint8_t c = data[i];
     if (c != 0) {
-      if (s->rx_len < s->rx_cap) {
-        s->rx[s->rx_len++] = c;
+      s->rx_started = 1;
+      if (s->cobs_left == 0) {  // a COBS code byte: the previous block's implicit zero, then a new block
+        if (s->cobs_zero) rx_byte(s, 0);
+        s->cobs_zero = c != 0xFF;
+        s->cobs_left = (uint8_t)(c - 1);
       } else {
-        s->rx_overflow = 1;
+        rx_byte(s, c);
+        s->cobs_left--;
       }
       continue;
     }
     // A delimiter: whatever came before is one candidate frame (log noise fails the checks).
-    if (s->rx_len && !s->rx_overflow) {
-      size_t body_len = 0;
-      if (tf_cobs_decode(s->rx, s->rx_len, s->rx, &body_len) == 0) {
-        handle_frame(s, s->rx, body_len);
-      } else {
-        s->frames_bad++;
-      }
-    } else if (s->rx_overflow) {
-      s->frames_bad++;
-    }
+    if (s->rx_started) handle_frame(s);
     s->rx_len = 0;
-    s->rx_overflow = 0;
+    s->rx_crc = 0;
+    s->cobs_left = 0;
+    s->cobs_zero = 0;
+    s->rx_started = 0;
   }
 }
 

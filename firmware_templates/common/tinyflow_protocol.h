@@ -3,7 +3,8 @@
 //
 // Frame on the wire: 0x00 | COBS(type:u8 seq:u16 len:u32 payload crc32:u32) | 0x00, little-endian,
 // CRC-32 as zlib computes it. Responses echo the request's sequence number; a request that repeats the
-// last sequence number gets the last response again without running anything.
+// last sequence number gets the last response again without running anything. A chunk that is not a
+// well-formed frame (a request the line damaged) is answered with a NAK, so the host resends at once.
 #ifndef TINYFLOW_PROTOCOL_H_
 #define TINYFLOW_PROTOCOL_H_
 
@@ -14,7 +15,7 @@
 extern "C" {  // a plain C API: the simulated board calls it through ctypes
 #endif
 
-#define TF_PROTOCOL_VERSION 1
+#define TF_PROTOCOL_VERSION 2  // 2: NAK
 
 enum {
   TF_MSG_HELLO_REQ = 0x01,
@@ -25,6 +26,7 @@ enum {
   TF_MSG_INFER_RESULT = 0x82,
   TF_MSG_BENCH_RESULT = 0x83,
   TF_MSG_PROFILE_RESULT = 0x84,
+  TF_MSG_NAK = 0xFE,  // seq 0, no payload; never kept as the last response
   TF_MSG_ERROR = 0xFF,
 };
 
@@ -32,9 +34,13 @@ enum {
   TF_ERR_UNKNOWN_MESSAGE = 1,
   TF_ERR_BAD_LENGTH = 2,
   TF_ERR_INFERENCE_FAILED = 3,
-  TF_ERR_TOO_MANY_RUNS = 4,
+  TF_ERR_TOO_MANY_RUNS = 4,  // also 0 runs: the message names the range this device takes
   TF_ERR_NO_PROFILE = 5,
 };
+
+// BENCH answers at most this many runs (fewer when the response buffer cannot hold them and an output),
+// the same on every device, so the host knows the limit before it asks.
+#define TF_MAX_BENCH_RUNS 1000u
 
 #define TF_FRAME_OVERHEAD 11u  // type + seq + len + crc
 // Worst-case encoded size of a body of n bytes: COBS adds one byte per 254, plus the two delimiters.
@@ -57,14 +63,21 @@ typedef struct tf_device {
   // Ticks op `op` took in the last inference.
   uint32_t (*profile_ticks)(void* ctx, uint16_t op);
   size_t input_bytes;  // an INFER payload must be exactly this long
+  size_t output_bytes;  // what infer writes: BENCH needs room for it after the timings
 } tf_device_t;
 
 typedef struct tf_server {
   const tf_device_t* dev;
-  uint8_t* rx;  // raw bytes of the frame being received (decoded in place)
+  // The frame being received, COBS-decoded as it arrives. Bytes beyond rx_cap are not kept but still
+  // counted and checked (length, CRC), so a well-formed frame too long to keep still gets an answer.
+  uint8_t* rx;
   size_t rx_cap;
-  size_t rx_len;
-  int rx_overflow;  // a chunk longer than rx_cap: drop bytes until the next delimiter
+  size_t rx_len;  // decoded bytes of this chunk so far (may exceed rx_cap)
+  uint32_t rx_crc;  // running CRC of the decoded bytes except the last four (the frame's own CRC)
+  uint8_t rx_tail[4];  // the last four decoded bytes
+  uint8_t cobs_left;  // bytes left in the current COBS block
+  uint8_t cobs_zero;  // the current block ends with an implicit zero (its code was not 0xFF)
+  uint8_t rx_started;  // a non-delimiter byte arrived since the last delimiter
   uint8_t* body;  // response body being built
   size_t body_cap;
   uint8_t* tx;  // the last response as sent, kept for resends

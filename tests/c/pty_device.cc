@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
   fflush(stdout);
 
   static uint8_t rx[256], body[512], tx[TF_ENCODED_SIZE(512 + TF_FRAME_OVERHEAD)];
-  tf_device_t dev = {nullptr, write_all, hello, infer, profile_count, profile_ticks, 16};
+  tf_device_t dev = {nullptr, write_all, hello, infer, profile_count, profile_ticks, 16, 4};
   tf_server_t server;
   tf_server_init(&server, &dev, rx, sizeof(rx), body, sizeof(body), tx, sizeof(tx));
   const char boot_log[] = "I (42) boot: test device starting\r\nsome printf noise\r\n";

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..boards import Board
 from ..errors import DeviceError, InputError, ToolchainError
 from ..protocol import Hello
-from .link import Link
+from .link import DeviceTimeout, Link
 from .ports import open_port
 
 BUILD_TIMEOUT_S = 45 * 60  # a first ESP-IDF build downloads the framework and compiles ~1,500 files
@@ -82,7 +82,7 @@ def wait_for_hello(port: str, board: Board, timeout_s: float = HELLO_TIMEOUT_S) 
     serial_port = open_port(port, board)
     try:
         return Link(serial_port, on_log=logs.append).wait_hello(timeout_s)
-    except DeviceError:
+    except DeviceTimeout:
         seen = " | ".join(logs[-5:]) or "nothing"
         raise DeviceError(f"{port}: the board did not answer with tinyflow's HELLO within {timeout_s:.0f} s after "
                           f"flashing (serial output: {seen}); check the port and that it booted the app") from None

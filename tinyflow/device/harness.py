@@ -18,7 +18,7 @@ from ..boards import Board
 from ..errors import DeviceError
 from ..graph import ModelGraph, dequantize, quantize
 from ..model import Dataset, class_ids, roc_auc, run_model, sample_errors
-from ..protocol import PROTOCOL_VERSION, Hello
+from ..protocol import PROTOCOL_VERSION, Hello, version_mismatch
 from .link import DeviceReset, Link
 
 MAX_RESETS = 5  # a board that keeps rebooting is broken, not unlucky
@@ -111,8 +111,7 @@ class Measurement:
 
 def check_hello(hello: Hello, graph: ModelGraph, logs: list[str] | None = None) -> None:
     if hello.version != PROTOCOL_VERSION:
-        raise DeviceError(f"the device speaks protocol version {hello.version}, this tinyflow {PROTOCOL_VERSION}: "
-                          "generate and flash the firmware with this tinyflow")
+        raise DeviceError(version_mismatch(hello.version))
     if hello.model_sha256 != graph.sha256:
         raise DeviceError(f"the device runs another model (SHA-256 {hello.model_sha256[:12]}…, expected "
                           f"{graph.sha256[:12]}…): the firmware is stale, flash it again (tinyflow flash)")

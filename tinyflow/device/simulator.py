@@ -7,6 +7,7 @@ simulator exercises the code the boards run; without a compiler an equivalent Py
 Inference runs on the ``tflite-micro`` interpreter with exactly the arena tinyflow planned for the
 ``sim`` board. Latencies are host wall time: the HELLO says "simulated" and every report labels them so.
 SIGUSR1 makes the board "reset": a new boot id, a boot log and an unsolicited HELLO, as a real reset would.
+Started by ``SimProcess`` it dies with its parent, however the parent ends (see ``die_with_parent``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import time
 import tty
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,17 @@ import numpy as np
 
 from ..graph import ModelGraph, Tensor, read_graph
 from ..paths import templates_dir
-from ..protocol import FLAGS, PROTOCOL_VERSION, Decoder, Frame, Hello, Msg, TensorInfo, encode_frame
+from ..protocol import (
+    FLAGS,
+    MAX_BENCH_RUNS,
+    PROTOCOL_VERSION,
+    Decoder,
+    Frame,
+    Hello,
+    Msg,
+    TensorInfo,
+    encode_frame,
+)
 
 SIM_BOARD_ID = "sim"
 BODY_BYTES_MIN = 16 * 1024
@@ -51,6 +63,7 @@ class Model:
         self.arena = arena
         self.interpreter = runtime.Interpreter.from_bytes(data, arena_size=arena)
         self.input_bytes = sum(t.bytes for t in self.inputs)
+        self.output_bytes = sum(t.bytes for t in self.outputs)
         self._last: list[np.ndarray] | None = None
 
     def infer(self, data: bytes | None) -> tuple[bytes, int]:
@@ -81,9 +94,13 @@ def _np_type(t: Tensor) -> Any:
 class SimBoard:
     """Device state shared by both protocol servers: what HELLO says, inference, resets."""
 
-    def __init__(self, model: Model, write):
+    def __init__(self, model: Model, write: Callable[[bytes], None]):
         self.model = model
         self.write = write
+        out = model.output_bytes
+        # One response buffer, sized as the firmware sizes it; both servers derive the BENCH limit from it.
+        self.body_bytes = max(BODY_BYTES_MIN, 7 + 3 + 8 * MAX_BENCH_RUNS + out + 4, 7 + 9 + out + 4)
+        self.bench_limit = min(MAX_BENCH_RUNS, (self.body_bytes - 11 - 3 - out) // 8)
         self.boot_id = 0
         self.reboot_count = 0
         self.new_boot()
@@ -122,13 +139,15 @@ _PTICKS = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p, ctypes.c_uint16)
 class _Device(ctypes.Structure):
     _fields_ = [("ctx", ctypes.c_void_p), ("write", _WRITE), ("hello", _HELLO), ("infer", _INFER),
                 ("profile_count", ctypes.c_void_p), ("profile_ticks", ctypes.c_void_p),
-                ("input_bytes", ctypes.c_size_t)]
+                ("input_bytes", ctypes.c_size_t), ("output_bytes", ctypes.c_size_t)]
 
 
 class _Server(ctypes.Structure):
     # Mirrors tf_server_t in tinyflow_protocol.h.
     _fields_ = [("dev", ctypes.c_void_p), ("rx", ctypes.c_void_p), ("rx_cap", ctypes.c_size_t),
-                ("rx_len", ctypes.c_size_t), ("rx_overflow", ctypes.c_int), ("body", ctypes.c_void_p),
+                ("rx_len", ctypes.c_size_t), ("rx_crc", ctypes.c_uint32), ("rx_tail", ctypes.c_uint8 * 4),
+                ("cobs_left", ctypes.c_uint8), ("cobs_zero", ctypes.c_uint8), ("rx_started", ctypes.c_uint8),
+                ("body", ctypes.c_void_p),
                 ("body_cap", ctypes.c_size_t), ("tx", ctypes.c_void_p), ("tx_cap", ctypes.c_size_t),
                 ("tx_len", ctypes.c_size_t), ("last_seq", ctypes.c_uint16), ("last_type", ctypes.c_uint8),
                 ("have_last", ctypes.c_int), ("frames_ok", ctypes.c_uint32), ("frames_bad", ctypes.c_uint32)]
@@ -169,13 +188,12 @@ class CServer:
         self.lib.tf_server_feed.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
         self.board = board
         m = board.model
-        out_bytes = sum(t.bytes for t in m.outputs)
-        body = max(BODY_BYTES_MIN, 7 + 3 + 8 * 1000 + out_bytes + 4, 7 + 9 + out_bytes + 4)
+        body = board.body_bytes
         self._rx = ctypes.create_string_buffer(m.input_bytes + m.input_bytes // 254 + 64)
         self._body = ctypes.create_string_buffer(body)
         self._tx = ctypes.create_string_buffer(body + body // 254 + 16)
         self._callbacks = (_WRITE(self._write), _HELLO(self._hello), _INFER(self._infer))
-        self.device = _Device(None, *self._callbacks, None, None, m.input_bytes)
+        self.device = _Device(None, *self._callbacks, None, None, m.input_bytes, m.output_bytes)
         self.server = _Server()
         self.reset()
 
@@ -231,6 +249,8 @@ class PyServer:
         for item in self.decoder.feed(data):
             if isinstance(item, Frame):
                 self._handle(item)
+            else:  # a damaged request: ask for it again (not kept as the last response, as in the C module)
+                self.board.write(encode_frame(Msg.NAK, 0))
 
     def _reply(self, req: Frame, msg_type: int, payload: bytes) -> None:
         frame = encode_frame(msg_type, req.seq, payload)
@@ -253,15 +273,21 @@ class PyServer:
         elif req.type == Msg.INFER:
             if len(req.payload) != m.input_bytes:
                 return self._error(req, 2, "INFER payload is not the model's input size")
-            out, us = m.infer(req.payload)
+            try:
+                out, us = m.infer(req.payload)
+            except Exception:  # as CServer._infer: an interpreter failure is an Invoke() failure
+                return self._error(req, 3, "Invoke() failed")
             self._reply(req, Msg.INFER_RESULT, struct.pack("<BII", 0, us, 0) + out)
         elif req.type == Msg.BENCH:
             if len(req.payload) != 4:
                 return self._error(req, 2, "BENCH payload is warmup:u16 runs:u16")
             warmup, runs = struct.unpack("<HH", req.payload)
-            if runs > 1000:
-                return self._error(req, 4, "BENCH runs exceed the device's buffer")
-            times = [m.infer(None)[1] for _ in range(warmup + runs)][warmup:]
+            if not 1 <= runs <= self.board.bench_limit:
+                return self._error(req, 4, f"BENCH takes 1 to {self.board.bench_limit} runs on this device")
+            try:
+                times = [m.infer(None)[1] for _ in range(warmup + runs)][warmup:]
+            except Exception:
+                return self._error(req, 3, "Invoke() failed")
             self._reply(req, Msg.BENCH_RESULT, struct.pack(f"<BH{runs}I{runs}I", 0, runs, *times, *([0] * runs)))
         elif req.type == Msg.PROFILE:
             self._error(req, 5, "this device has no per-op profiler")
@@ -269,8 +295,23 @@ class PyServer:
             self._error(req, 1, "unknown message type")
 
 
-def serve(model_path: str, arena: int | None, use_c: bool = True) -> None:
-    """Serve the protocol on a new pty until SIGTERM/SIGINT; print the pty path first."""
+def die_with_parent(parent_pid: int) -> None:
+    """Linux: have the kernel SIGKILL this process when its parent dies, even by SIGKILL. The signal comes
+    when the parent *thread* that started us ends, so ``SimProcess`` belongs in a thread that outlives it;
+    ``serve`` also stops when the parent changes or stdin closes, which covers other systems."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # no prctl: the polling in serve() still notices
+    if os.getppid() != parent_pid:  # the parent died before the line above: nobody would signal us
+        os._exit(0)
+
+
+def serve(model_path: str, arena: int | None, use_c: bool = True, parent_pid: int | None = None) -> None:
+    """Serve the protocol on a new pty until SIGTERM/SIGINT; print the pty path first. With ``parent_pid``
+    (a ``SimProcess`` child) also until that parent is gone or closes our stdin."""
     from ..plan import plan_graph
 
     data = Path(model_path).read_bytes()
@@ -301,7 +342,12 @@ def serve(model_path: str, arena: int | None, use_c: bool = True) -> None:
           f"{server.implementation}", file=sys.stderr, flush=True)
     board.boot_log()
     server.announce()
+    watched = [master]
+    if parent_pid is not None:
+        watched.append(sys.stdin.fileno())
     while not stop["now"]:
+        if parent_pid is not None and os.getppid() != parent_pid:
+            break  # orphaned: reparented to init or a subreaper
         if reset["pending"]:
             reset["pending"] = False
             board.new_boot()
@@ -309,10 +355,12 @@ def serve(model_path: str, arena: int | None, use_c: bool = True) -> None:
             board.boot_log()
             server.announce()
         try:
-            ready_fds, _, _ = select.select([master], [], [], 0.05)
+            ready_fds, _, _ = select.select(watched, [], [], 0.05)
         except InterruptedError:
             continue
-        if ready_fds:
+        if len(watched) > 1 and watched[1] in ready_fds and not os.read(watched[1], 4096):
+            break  # the parent closed our stdin, or died and the kernel closed it
+        if master in ready_fds:
             try:
                 chunk = os.read(master, 65536)
             except OSError:
@@ -341,12 +389,14 @@ class SimProcess:
 
         # -c, not -m: the package imports this module, and -m would run a second copy of it as __main__.
         cmd = [sys.executable, "-c", "import sys; from tinyflow.device.simulator import main; sys.exit(main())",
-               self.model_path]
+               self.model_path, "--parent-pid", str(os.getpid())]
         if self.arena:
             cmd += ["--arena", str(self.arena)]
         if self.python_server:
             cmd.append("--python-server")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # stdin is a pipe only we hold: when this process dies, however, the child reads EOF and stops.
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
         ready, _, _ = select.select([self.proc.stdout], [], [], self.start_timeout_s)
         line = self.proc.stdout.readline().strip() if ready else ""
         if not line.startswith("/dev/"):
@@ -363,6 +413,8 @@ class SimProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.stdin is not None:
+            self.proc.stdin.close()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -377,8 +429,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("model")
     ap.add_argument("--arena", type=int, help="arena bytes (default: the planned minimum for the sim board)")
     ap.add_argument("--python-server", action="store_true", help="answer with the Python server, not the C module")
+    ap.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # set by SimProcess: die with it
     args = ap.parse_args(argv)
-    serve(args.model, args.arena, use_c=not args.python_server)
+    if args.parent_pid is not None:
+        die_with_parent(args.parent_pid)
+    serve(args.model, args.arena, use_c=not args.python_server, parent_pid=args.parent_pid)
     return 0
 
 
