@@ -111,7 +111,9 @@ def register(command: Command) -> None:
     p.add_argument("--runs", type=positive_int, default=50, help="timed runs for the latency (default 50)")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
     p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N test samples")
-    p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for an answer before retrying")
+    p.add_argument("--timeout", type=float, default=2.0,
+                   help="the longest any one wait for an answer lasts, in seconds (retries come sooner: after a "
+                        "NAK, a damaged answer, or a timeout learned from recent round trips)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("-v", "--verbose", action="store_true", help="show the device's log lines")
 

@@ -17,7 +17,7 @@ from ..errors import InputError
 from ..graph import ModelGraph, Tensor, resolver_method
 from ..paths import templates_dir
 from ..plan import BoardPlan
-from ..protocol import PROTOCOL_VERSION, TENSOR_TYPE_CODES
+from ..protocol import MAX_BENCH_RUNS, PROTOCOL_VERSION, TENSOR_TYPE_CODES
 from .cnames import (
     c_uint32,
     comment_text,
@@ -34,7 +34,6 @@ from .cnames import (
 )
 
 BYTES_PER_LINE = 16
-MAX_BENCH_RUNS = 1000  # the device keeps one uint32 of time and one of cycles per run
 _CTYPES = {"INT8": "int8_t", "UINT8": "uint8_t", "INT16": "int16_t", "INT32": "int32_t", "FLOAT32": "float"}
 
 
