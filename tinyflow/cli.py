@@ -6,7 +6,10 @@ Each subcommand's parser and handler sit in ``tinyflow/commands/``, one module p
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
+from typing import Any
 
 from . import __version__
 from .commands import Handler, boards, deploy, device, generate, inspect, model, plan
@@ -30,9 +33,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised where the program is so that ``with`` blocks (staging folders, child
+    processes) clean up. A BaseException, like KeyboardInterrupt, so no ``except Exception`` swallows it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    # A second signal while cleaning up must not cut the cleanup short.
+    for s in _SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+    raise _Terminated(signum)
+
+
+_SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None)
+
+
+def _install_signal_handlers() -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}  # Python delivers signals to the main thread only; a caller there keeps its own handling
+    return {s: signal.signal(s, _on_signal) for s in _SIGNALS}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = _install_signal_handlers()
     try:
         return args.handler(args)
     except TinyflowError as e:
@@ -41,3 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tinyflow: interrupted", file=sys.stderr)
         return 130
+    except _Terminated as t:
+        name = "terminated" if t.signum == getattr(signal, "SIGTERM", None) else "hung up"
+        print(f"tinyflow: {name}", file=sys.stderr)
+        return 128 + t.signum
+    finally:
+        # main() is also called in-process (tests, scripts): leave their signal handling as it was.
+        for s, handler in previous.items():
+            signal.signal(s, handler)
