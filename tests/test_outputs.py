@@ -3,6 +3,7 @@ is never followed, a bad --out is one line, a failed rename or a signal leaves n
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -343,6 +344,24 @@ def test_a_signal_mid_deploy_cleans_up(corpus_model, tmp_path, signum, code, wor
     assert lines[-1] == f"tinyflow: {word}" and not any("Traceback" in ln for ln in lines)
     assert _siblings(out) == [] and not out.exists()
     assert _processes_naming(str(staging)) == []  # the simulated board went with it
+
+
+def test_what_sigkill_leaves_is_removed_by_the_next_run(capsys, tmp_path, mlp):
+    out = tmp_path / "dep"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "tinyflow", "deploy", str(mlp), "--board", "sim", "--out",
+                             str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=tmp_path)
+    while not _siblings(out) and proc.poll() is None:
+        time.sleep(0.005)
+    proc.kill()
+    proc.wait()
+    left = _siblings(out)
+    for pid in _processes_naming(str(tmp_path)):  # a child it had started, orphaned by SIGKILL
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL and left and f"staging-{proc.pid}-" in left[0]
+    assert main(["deploy", str(mlp), "--board", "sim", "--runs", "3", "--out", str(out)]) == 0
+    assert _siblings(out) == [] and read_marker(out)
 
 
 def test_a_swallowed_termination_is_raised_again(tmp_path):
