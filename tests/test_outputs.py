@@ -185,6 +185,19 @@ def test_a_bad_out_path_is_one_line_and_touches_nothing(capsys, tmp_path, mlp, k
         assert (target / "keep.txt").read_text() == "k"
 
 
+@pytest.mark.parametrize("where", ["cwd", "parent of cwd", "home"])
+def test_force_never_replaces_the_folder_one_works_in(capsys, tmp_path, mlp, monkeypatch, where):
+    work = tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    (work / "thesis.tex").write_text("years of work")
+    if where == "home":
+        monkeypatch.setenv("HOME", str(work))
+    monkeypatch.chdir(work / "sub" if where != "cwd" else work)
+    out = "." if where == "cwd" else ".." if where == "parent of cwd" else str(work)
+    _error(capsys, _generate(mlp, Path(out), "--force"), "current or home folder", "inside it")
+    assert (work / "thesis.tex").read_text() == "years of work" and (work / "sub").is_dir()
+
+
 def test_deploy_reuses_its_model_stages_while_the_marker_vouches_for_them(capsys, tmp_path, mlp):
     out = tmp_path / "dep"
     argv = ["deploy", str(mlp), "--board", "sim", "--runs", "3", "--out", str(out)]

@@ -152,6 +152,20 @@ def _check_parents(path: Path) -> None:
         return
 
 
+def _check_not_a_home(path: Path) -> None:
+    # Replacing the folder one works in (or one above it, or the home folder) is never what --out meant,
+    # and --force would do it.
+    try:
+        real = path.resolve()
+        homes = [Path.cwd().resolve(), Path.home().resolve()]
+    except (OSError, RuntimeError):
+        return
+    for home in homes:
+        if real == home or real in home.parents:
+            raise OutputExistsError(f"{path}: is the current or home folder or holds it, and tinyflow replaces "
+                                    "its output folder whole; give a new folder inside it as --out")
+
+
 def check_output_dir(path: Path, force: bool) -> None:
     """Refuse an output folder that would take the user's files with it (one line, naming them and the fix)."""
     _check_parents(path)
@@ -168,6 +182,7 @@ def check_output_dir(path: Path, force: bool) -> None:
                                 "the real folder as --out, or remove the link")
     if not stat.S_ISDIR(st.st_mode):
         raise OutputExistsError(f"{path}: exists and is a file, not a folder; choose another --out")
+    _check_not_a_home(path)
     if force:
         return
     listed = read_marker(path)
