@@ -282,7 +282,12 @@ class OutputDir:
         trash: Path | None = None
         try:
             if os.path.lexists(self.dest):
-                trash = Path(tempfile.mkdtemp(prefix=f".{self.dest.name}.old-{os.getpid()}-", dir=self.dest.parent))
+                try:
+                    trash = Path(tempfile.mkdtemp(prefix=f".{self.dest.name}.old-{os.getpid()}-",
+                                                  dir=self.dest.parent))
+                except OSError as e:
+                    raise InputError(f"{self.dest}: cannot replace it ({e.strerror}); check the permissions of "
+                                     "its parent or choose another --out") from None
                 try:
                     os.rename(self.dest, trash / "old")
                 except OSError as e:
