@@ -247,13 +247,20 @@ def test_plan_write_onto_an_existing_file_or_link_needs_force(capsys, tmp_path, 
     # With --force the link itself is replaced; what it pointed to is not written.
     assert main(_plan(mlp, link, "--force")) == 0
     assert victim.read_text() == "precious" and not link.is_symlink() and link.read_bytes()[4:8] == b"TFL3"
+    fifo = tmp_path / "fifo.tflite"
+    os.mkfifo(fifo)
+    _error(capsys, _plan(mlp, fifo), "a FIFO, socket or device", "--force")
+    assert main(_plan(mlp, fifo, "--force")) == 0 and fifo.read_bytes()[4:8] == b"TFL3"  # replaced, not opened
     assert main(_plan(mlp, mine, "--force")) == 0
     assert mine.read_bytes()[4:8] == b"TFL3"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
-@pytest.mark.parametrize("kind", ["folder", "under a file", "missing folder"])
+@pytest.mark.parametrize("kind", ["folder", "under a file", "missing folder", "empty name"])
 def test_plan_write_to_a_bad_path_is_one_line(capsys, tmp_path, mlp, kind):
+    if kind == "empty name":
+        _error(capsys, ["plan", str(mlp), "--board", "sim", "--write", ""], "output file name is empty")
+        return
     if kind == "folder":
         out = tmp_path / "adir"
         out.mkdir()

@@ -342,6 +342,8 @@ class OutputDir:
 
 def check_output_file(path: str | Path, force: bool) -> None:
     """Refuse an output file that exists (unless ``force``), is a folder, or sits under a file."""
+    if str(path) == "":
+        raise InputError("the output file name is empty; give a path such as planned.tflite")
     path = Path(path)
     _check_parents(path)
     if path.parent != path and not path.parent.exists():
@@ -355,7 +357,8 @@ def check_output_file(path: str | Path, force: bool) -> None:
     if stat.S_ISDIR(st.st_mode):
         raise OutputExistsError(f"{path}: is a folder; give a file name")
     if not force:
-        what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "a file"
+        what = ("a symbolic link" if stat.S_ISLNK(st.st_mode) else "a file" if stat.S_ISREG(st.st_mode)
+                else "a FIFO, socket or device")
         raise OutputExistsError(f"{path}: exists ({what}); pass --force to replace it (a link is replaced, "
                                 "not written through), or choose another path")
 

@@ -62,12 +62,12 @@ def cmd_plan(a: argparse.Namespace) -> int:
     from ..outdir import check_output_file, write_bytes
     from ..plan import assess
 
-    if a.write:
+    if a.write is not None:
         check_output_file(a.write, a.force)  # before the planning work, which a bad path would waste
     board = find_board(a.board, tuple(a.board_file or ()))
     tflite = read_tflite(a.model)
     bp = assess(read_graph_file(a.model), board, psram_choice(a), tuple(a.board_file or ()), tflite, a.optimize)
-    if a.write:
+    if a.write is not None:
         # Checked again: the file may have appeared while planning. The write never follows a link.
         check_output_file(a.write, a.force)
         write_bytes(Path(a.write), bp.tflite or tflite)
