@@ -95,13 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     previous = _install_signal_handlers()
     try:
-        return args.handler(args)
-    except TinyflowError as e:
-        print(f"tinyflow: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("tinyflow: interrupted", file=sys.stderr)
-        return 130
+        # Nested: a signal while printing another error still ends as one line, not a traceback.
+        try:
+            return args.handler(args)
+        except TinyflowError as e:
+            print(f"tinyflow: error: {e}", file=sys.stderr)
+            return e.exit_code
+        except KeyboardInterrupt:
+            print("tinyflow: interrupted", file=sys.stderr)
+            return 130
     except _Terminated as t:
         _stop_retrying()
         name = "terminated" if t.signum == getattr(signal, "SIGTERM", None) else "hung up"
