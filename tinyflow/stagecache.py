@@ -3,15 +3,19 @@
 The key hashes everything the model stages read: the model file (or SavedModel folder), the data file,
 the optimization options, and the versions of tinyflow, TensorFlow, TF-MOT and tflite-micro. The entry
 lives in the output directory (``.stages/``), so deleting the build folder clears it, and it moves with
-each published run. Plan, generate and measure always run again: they are quick, and a measurement on a
+each published run; it is reused only while the folder's marker (see ``outdir``) lists each of its files
+with the hash it has now. Plan, generate and measure always run again: they are quick, and a measurement on a
 board is only worth what it measures now.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 import shutil
+import stat
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -20,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .outdir import MARKER, write_bytes, write_text
+from .outdir import read_marker, write_bytes, write_text
 
 STAGES_DIR = ".stages"
 
@@ -63,18 +67,40 @@ def model_key(model_path: str | Path, data_path: str | Path | None, settings: st
 
 
 def load(out_dir: Path, key: str) -> CachedModel | None:
-    entry = out_dir / STAGES_DIR / f"model-{key}"
-    if not (out_dir / MARKER).exists() or not (entry / "report.json").is_file():
+    """The entry for ``key`` in an earlier output folder, if tinyflow's marker there lists each of its files
+    with the hash it has now: an entry the user edited or planted is a cache miss, never reused."""
+    listed = read_marker(out_dir)
+    rel = f"{STAGES_DIR}/model-{key}"
+    entry = out_dir / rel
+    if listed is None or f"{rel}/report.json" not in listed:
         return None
+    data: dict[str, bytes] = {}
     try:
-        report = json.loads((entry / "report.json").read_text())
-        tflite = (entry / "model_int8.tflite").read_bytes()
+        for name in sorted(os.listdir(entry)):
+            blob = _read_regular(entry / name)
+            if blob is None or hashlib.sha256(blob).hexdigest() != listed.get(f"{rel}/{name}"):
+                return None
+            data[name] = blob
+        report = json.loads(data["report.json"].decode("utf-8"))
+        tflite = data["model_int8.tflite"]
         host = None
-        if (entry / "host_outputs.npy").is_file():
-            host = np.load(entry / "host_outputs.npy", allow_pickle=False)
-    except (OSError, ValueError):
+        if "host_outputs.npy" in data:
+            host = np.load(io.BytesIO(data["host_outputs.npy"]), allow_pickle=False)
+    except (OSError, ValueError, KeyError):
         return None  # a damaged entry is only a cache miss
     return CachedModel(report, tflite, host)
+
+
+def _read_regular(path: Path) -> bytes | None:
+    # The bytes that are hashed are the bytes that are used: no window for a swap between the two.
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return f.read()
 
 
 def save(staging: Path, key: str, entry_data: CachedModel) -> None:

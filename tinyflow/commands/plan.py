@@ -60,19 +60,19 @@ def print_board_plan(bp: Any) -> None:
 
 def cmd_plan(a: argparse.Namespace) -> int:
     from ..boards import find_board
-    from ..errors import OutputExistsError
     from ..graph import read_graph_file, read_tflite
-    from ..outdir import write_bytes
+    from ..outdir import check_output_file, write_bytes
     from ..plan import assess
 
+    if a.write is not None:
+        check_output_file(a.write, a.force)  # before the planning work, which a bad path would waste
     board = find_board(a.board, tuple(a.board_file or ()))
     tflite = read_tflite(a.model)
     bp = assess(read_graph_file(a.model), board, psram_choice(a), tuple(a.board_file or ()), tflite, a.optimize)
-    if a.write:
-        out = Path(a.write)
-        if out.exists() and not a.force:
-            raise OutputExistsError(f"{out}: exists; pass --force to replace it")
-        write_bytes(out, bp.tflite or tflite)
+    if a.write is not None:
+        # Checked again: the file may have appeared while planning. The write never follows a link.
+        check_output_file(a.write, a.force)
+        write_bytes(Path(a.write), bp.tflite or tflite)
     if a.json:
         # allow_nan=False: NaN/Infinity are not JSON; a non-finite figure is a bug to see, not output to parse.
         print(json.dumps(bp.to_json(), indent=2, allow_nan=False))
