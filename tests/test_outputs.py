@@ -87,6 +87,26 @@ def test_a_hand_edit_to_a_generated_source_survives_a_rerun(capsys, tmp_path, ml
     assert src.read_text().endswith("// my fix\n")
 
 
+def test_what_building_the_project_leaves_does_not_block_a_rerun(capsys, tmp_path, mlp):
+    """`pio run` in the generated project writes .pio/, managed_components/, dependencies.lock and
+    sdkconfig.<env>: a re-run replaces them without --force (they are rebuilt); a user's file beside them
+    still blocks it."""
+    out = tmp_path / "fw"
+    assert main(_generate(mlp, out)) == 0
+    project = out / "platformio"
+    (project / ".pio" / "build" / "esp32s3").mkdir(parents=True)
+    (project / ".pio" / "build" / "esp32s3" / "firmware.bin").write_bytes(b"\x00" * 64)
+    (project / "managed_components" / "espressif__esp-nn").mkdir(parents=True)
+    (project / "managed_components" / "espressif__esp-nn" / "CMakeLists.txt").write_text("x")
+    (project / "dependencies.lock").write_text("x")
+    (project / "sdkconfig.esp32s3").write_text("CONFIG_X=y\n")
+    assert main(_generate(mlp, out)) == 0
+    assert not (project / ".pio").exists() and (project / "sdkconfig.defaults").is_file()
+    (project / "sdkconfig.esp32s3").write_text("CONFIG_X=y\n")
+    (project / "my_component.c").write_text("int x;")
+    _error(capsys, _generate(mlp, out), "my_component.c", "1 file")
+
+
 def test_many_changes_are_named_first_few_and_counted(capsys, tmp_path, mlp):
     out = tmp_path / "fw"
     assert main(_generate(mlp, out)) == 0

@@ -105,9 +105,20 @@ def write_marker(folder: Path) -> None:
     write_text(folder / MARKER, json.dumps(doc, indent=1, sort_keys=True) + "\n")
 
 
+# What building a generated project leaves in it (PlatformIO's build folder, ESP-IDF's component manager
+# and per-environment sdkconfig, an editor's settings): made by tools from tinyflow's files, not the user's
+# work, so `pio run` then a re-run of generate needs no --force. Replacing the folder rebuilds them.
+_BUILD_OUTPUTS = frozenset({".pio", "managed_components", "dependencies.lock", ".vscode", "compile_commands.json"})
+
+
+def _build_output(name: str) -> bool:
+    return name in _BUILD_OUTPUTS or (name.startswith("sdkconfig.") and name != "sdkconfig.defaults")
+
+
 def user_changes(folder: Path, listed: dict[str, str] | None) -> list[str]:
     """What in ``folder`` is not as tinyflow left it: added files and links, and edited files marked
-    "(edited)". Folders count by what they hold: an empty one holds nothing of the user's."""
+    "(edited)". Folders count by what they hold: an empty one holds nothing of the user's. What a build of
+    the project writes (``.pio/``, ``managed_components/``...) is not counted."""
     listed = listed or {}
     found: list[str] = []
 
@@ -116,7 +127,7 @@ def user_changes(folder: Path, listed: dict[str, str] | None) -> list[str]:
             entries = sorted(it, key=lambda e: e.name)
         for e in entries:
             rel = prefix + e.name
-            if rel == MARKER:
+            if rel == MARKER or (rel not in listed and _build_output(e.name)):
                 continue
             if e.is_dir(follow_symlinks=False):
                 walk(Path(e.path), rel + "/")
