@@ -6,7 +6,15 @@ import argparse
 from pathlib import Path
 
 from . import Command
-from .options import board_options, optimize_args, optimize_options, positive_int, psram_choice, psram_options
+from .options import (
+    bench_runs,
+    board_options,
+    optimize_args,
+    optimize_options,
+    positive_int,
+    psram_choice,
+    psram_options,
+)
 
 
 def cmd_deploy(a: argparse.Namespace) -> int:
@@ -52,7 +60,7 @@ def register(command: Command) -> None:
     psram_options(p)
     p.add_argument("--port", help="flash and measure the board on this serial port (auto: find it by USB id); "
                                   "without it, measure on the simulated board")
-    p.add_argument("--runs", type=positive_int, default=50, help="timed runs for the latency (default 50)")
+    p.add_argument("--runs", type=bench_runs, default=50, help="timed runs for the latency (1 to 1000, default 50)")
     p.add_argument("--no-offline-plan", action="store_true",
                    help="keep TFLM's own memory plan (by default an offline plan is written when it is smaller)")
     p.add_argument("--out", metavar="DIR", help="output directory (default build/<model>)")

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from . import Command
-from .options import board_options, positive_int
+from .options import bench_runs, board_options, positive_int, warmup_runs
 
 
 def print_measurement(m: Any) -> None:
@@ -108,8 +108,8 @@ def register(command: Command) -> None:
     p.add_argument("--port", help="serial port path, auto (find by USB id), or sim (default)")
     board_options(p, "board id or alias (for auto and the baud rate)")
     p.add_argument("--data", metavar="DATA.npz", help="stream x_test through the device and compare")
-    p.add_argument("--runs", type=positive_int, default=50, help="timed runs for the latency (default 50)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
+    p.add_argument("--runs", type=bench_runs, default=50, help="timed runs for the latency (1 to 1000, default 50)")
+    p.add_argument("--warmup", type=warmup_runs, default=5, help="untimed runs first (default 5)")
     p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N test samples")
     p.add_argument("--timeout", type=float, default=2.0,
                    help="the longest any one wait for an answer lasts, in seconds (retries come sooner: after a "

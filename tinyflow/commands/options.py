@@ -13,6 +13,27 @@ def fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
 
 
+def _int_in(text: str, low: int, high: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{value}: {what} is {low} to {high}")
+    return value
+
+
+def bench_runs(text: str) -> int:
+    """Timed runs: the firmware's BENCH answer holds at most MAX_BENCH_RUNS timings."""
+    from ..protocol import MAX_BENCH_RUNS
+
+    return _int_in(text, 1, MAX_BENCH_RUNS, "the number of timed runs")
+
+
+def warmup_runs(text: str) -> int:
+    return _int_in(text, 0, 65535, "the number of warm-up runs")  # a u16 in the BENCH request
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
