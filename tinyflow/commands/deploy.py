@@ -17,6 +17,21 @@ from .options import (
 )
 
 
+def deploy_port(text: str) -> str:
+    """``--port``: deploy flashes the board, so a URL (a board on another machine) is refused here, before
+    minutes of building, with how to flash it and measure it instead."""
+    from ..device import is_url, remote_flash_refusal
+    from ..errors import InputError
+
+    if is_url(text):
+        try:
+            refusal = remote_flash_refusal(text)
+        except InputError as malformed:
+            refusal = malformed
+        raise argparse.ArgumentTypeError(str(refusal))
+    return text
+
+
 def cmd_deploy(a: argparse.Namespace) -> int:
     from rich.markup import escape
 
@@ -58,8 +73,10 @@ def register(command: Command) -> None:
     p.add_argument("--data", metavar="DATA.npz", help="x_train, y_train, x_test, y_test")
     p.add_argument("--limit", type=positive_int, metavar="N", help="evaluate on the first N test samples")
     psram_options(p)
-    p.add_argument("--port", help="flash and measure the board on this serial port (auto: find it by USB id); "
-                                  "without it, measure on the simulated board")
+    p.add_argument("--port", type=deploy_port,
+                   help="flash and measure the board on this serial port (auto: find it by USB id); without it, "
+                        "measure on the simulated board. A board on another machine is flashed by you, then "
+                        "measured with `tinyflow measure --port rfc2217://HOST:PORT`")
     p.add_argument("--runs", type=bench_runs, default=50, help="timed runs for the latency (1 to 1000, default 50)")
     p.add_argument("--no-offline-plan", action="store_true",
                    help="keep TFLM's own memory plan (by default an offline plan is written when it is smaller)")

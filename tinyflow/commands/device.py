@@ -97,7 +97,9 @@ def register(command: Command) -> None:
     p = command("flash", cmd_flash, "build and upload the firmware (PlatformIO project or .bin image), then "
                                     "wait for the board's HELLO")
     p.add_argument("target", help="the folder `tinyflow generate`/`deploy` wrote, or a merged .bin image")
-    p.add_argument("--port", required=True, help="serial port path, or auto (find the board by its USB id)")
+    p.add_argument("--port", required=True, help="serial port path, or auto (find the board by its USB id); a board "
+                                                 "on another machine (rfc2217:// or socket:// URL) is flashed with "
+                                                 "esptool over RFC 2217, which the error names")
     board_options(p, "board id or alias")
     p.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for the HELLO after flashing")
 
@@ -105,7 +107,9 @@ def register(command: Command) -> None:
     p = command("measure", cmd_measure, "latency, per-op time and accuracy on the device (no --port: the "
                                         "simulated board)")
     p.add_argument("model", help="the .tflite the device runs")
-    p.add_argument("--port", help="serial port path, auto (find by USB id), or sim (default)")
+    p.add_argument("--port", help="serial port path, auto (find by USB id), sim (default), or a board on another "
+                                  "machine: rfc2217://HOST:PORT (esp_rfc2217_server, ser2net telnet) or "
+                                  "socket://HOST:PORT (raw TCP)")
     board_options(p, "board id or alias (for auto and the baud rate)")
     p.add_argument("--data", metavar="DATA.npz", help="stream x_test through the device and compare")
     p.add_argument("--runs", type=bench_runs, default=50, help="timed runs for the latency (1 to 1000, default 50)")

@@ -13,7 +13,7 @@ from ..boards import Board
 from ..errors import DeviceError, InputError, ToolchainError
 from ..protocol import Hello
 from .link import DeviceTimeout, Link
-from .ports import open_port
+from .ports import is_url, open_port, parse_port_url
 
 BUILD_TIMEOUT_S = 45 * 60  # a first ESP-IDF build downloads the framework and compiles ~1,500 files
 HELLO_TIMEOUT_S = 20.0
@@ -90,8 +90,21 @@ def wait_for_hello(port: str, board: Board, timeout_s: float = HELLO_TIMEOUT_S) 
         serial_port.close()
 
 
+def remote_flash_refusal(url: str) -> InputError:
+    """Why tinyflow does not flash a board behind a port URL, and how to do it (one sentence)."""
+    remote = parse_port_url(url)  # a malformed URL is named as such first
+    return InputError(
+        f"{url}: tinyflow does not flash a board on another machine; run `esp_rfc2217_server.py -p "
+        f"{remote.port} /dev/ttyUSB0` on the board's machine, flash from here with `esptool.py --port "
+        f"'rfc2217://{remote.address}?ign_set_control' write_flash 0x0 MERGED.bin` (a board on its native "
+        "USB-Serial/JTAG, like the ESP32-S3's USB port, must be flashed on its own machine: esptool cannot tell "
+        f"a remote port is native USB), then run `tinyflow measure MODEL.tflite --port {url}`")
+
+
 def flash(target: str | Path, port: str, board: Board, hello_timeout_s: float = HELLO_TIMEOUT_S) -> FlashResult:
     """``target``: a PlatformIO project folder (or a deploy/generate output holding one) or a .bin image."""
+    if is_url(port):
+        raise remote_flash_refusal(port)
     target = Path(target)
     if not target.exists():
         raise InputError(f"{target}: not found; give the folder `tinyflow generate` wrote or a .bin image")
