@@ -273,13 +273,37 @@ def test_flash_refuses_a_url_and_says_how(tmp_path, capsys):
 
 def test_deploy_refuses_a_url_before_building(capsys):
     with pytest.raises(SystemExit) as e:
-        main(["deploy", "--port", "socket://lab-pi:4000"])
-    assert e.value.code == 2
-    err = capsys.readouterr().err
+        main(["deploy", "--port", "socket://lab-pi:4000"])  # no model given: it would train the bundled example
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and err.startswith("tinyflow: error: socket://lab-pi:4000")
     assert "does not flash a board on another machine" in err and "tinyflow measure" in err
     with pytest.raises(SystemExit):
         main(["deploy", "--port", "socket://lab-pi"])
     assert "no TCP port" in capsys.readouterr().err
+
+
+def test_a_host_that_never_answers_is_a_bounded_error():
+    """A listener whose accept queue is full drops new SYNs, as a firewall or a machine that is down does: the
+    connect gives up after pyserial's 5 s and says so."""
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        address = full.getsockname()
+        queued = []
+        try:
+            for _ in range(8):  # fill the queue (its length depends on the kernel)
+                c = socket.socket()
+                c.settimeout(0.5)
+                queued.append(c)
+                c.connect(address)
+        except OSError:
+            pass
+        try:
+            with pytest.raises(DeviceError, match=r"no answer from 127\.0\.0\.1:\d+ within 5 s; check the address"):
+                open_port(f"socket://127.0.0.1:{address[1]}", find_board("sim"))
+        finally:
+            for c in queued:
+                c.close()
 
 
 def test_parse_port_url_keeps_what_pyserial_needs():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from . import Command
 from .options import (
@@ -17,19 +18,23 @@ from .options import (
 )
 
 
-def deploy_port(text: str) -> str:
-    """``--port``: deploy flashes the board, so a URL (a board on another machine) is refused here, before
-    minutes of building, with how to flash it and measure it instead."""
-    from ..device import is_url, remote_flash_refusal
-    from ..errors import InputError
+class DeployPort(argparse.Action):
+    """``--port``: deploy flashes the board, so a URL (a board on another machine) is refused while parsing,
+    before minutes of building, in one line like every other error (argparse's own error would print the
+    whole usage first), with how to flash it and measure it instead."""
 
-    if is_url(text):
-        try:
-            refusal = remote_flash_refusal(text)
-        except InputError as malformed:
-            refusal = malformed
-        raise argparse.ArgumentTypeError(str(refusal))
-    return text
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        from ..device import is_url, remote_flash_refusal
+        from ..errors import InputError
+
+        if is_url(values):
+            try:
+                refusal = remote_flash_refusal(values)
+            except InputError as malformed:
+                refusal = malformed
+            parser.exit(refusal.exit_code, f"tinyflow: error: {refusal}\n")
+        setattr(namespace, self.dest, values)
 
 
 def cmd_deploy(a: argparse.Namespace) -> int:
@@ -73,7 +78,7 @@ def register(command: Command) -> None:
     p.add_argument("--data", metavar="DATA.npz", help="x_train, y_train, x_test, y_test")
     p.add_argument("--limit", type=positive_int, metavar="N", help="evaluate on the first N test samples")
     psram_options(p)
-    p.add_argument("--port", type=deploy_port,
+    p.add_argument("--port", action=DeployPort,
                    help="flash and measure the board on this serial port (auto: find it by USB id); without it, "
                         "measure on the simulated board. A board on another machine is flashed by you, then "
                         "measured with `tinyflow measure --port rfc2217://HOST:PORT`")
