@@ -251,6 +251,13 @@ def test_a_server_that_does_not_speak_rfc2217_is_named(model):
             open_port(url, find_board("sim"))
 
 
+def test_socket_url_to_an_rfc2217_server_says_to_use_rfc2217(model):
+    with SimProcess(model[0]) as sim, TcpBridge(sim.port, rfc2217=True) as bridge:
+        url = bridge.url.replace("rfc2217", "socket")
+        with pytest.raises(DeviceError, match=r"speaks Telnet \(RFC 2217\), not raw TCP; use rfc2217://127"):
+            open_port(url, find_board("sim"))
+
+
 def test_an_unresolvable_host_is_named():
     with pytest.raises(DeviceError, match=r"cannot resolve the host 'no-such-host\.invalid'"):
         open_port("socket://no-such-host.invalid:4000", find_board("sim"))

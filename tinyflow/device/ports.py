@@ -131,6 +131,13 @@ def _remote_classes() -> tuple[type, type]:
             except OSError as e:
                 raise _lost(self.portstr, e) from None
 
+        telnet_seen = False
+
+        def reset_input_buffer(self) -> None:
+            # open() discards what has arrived, and with it a Telnet server's greeting: look at it first.
+            self.telnet_seen = self.telnet_seen or _telnet_greeting(self._socket)
+            super().reset_input_buffer()
+
         def read(self, size: int = 1) -> bytes:
             try:
                 return super().read(size)
@@ -225,7 +232,32 @@ def _open_url(url: str, board: Board | None, baud: int) -> Any:
         s.open()
     except (serial.SerialException, OSError) as e:
         raise _connect_error(remote, e) from None
+    if remote.scheme == "socket" and _speaks_telnet(s):
+        s.close()
+        raise DeviceError(f"{url}: the server at {remote.address} speaks Telnet (RFC 2217), not raw TCP; use "
+                          f"rfc2217://{remote.address}")
     return s
+
+
+def _telnet_greeting(sock: socket.socket) -> bool:
+    """Whether what has arrived starts with a Telnet option request (IAC WILL/WONT/DO/DONT). Only peeked."""
+    try:
+        head = sock.recv(2, socket.MSG_PEEK)
+    except OSError:
+        return False
+    return len(head) == 2 and head[0] == 0xFF and 0xFB <= head[1] <= 0xFE
+
+
+def _speaks_telnet(s: Any, wait_s: float = 0.2) -> bool:
+    """Whether a socket:// server opened with Telnet option requests, as RFC 2217 servers (ser2net's telnet
+    mode, pyserial's and esptool's servers) do at once on connect. Over a raw port those bytes and the
+    doubling of 0xFF would garble every frame until the HELLO wait ran out. A raw server's own bytes (a
+    boot log) are only peeked at and stay for the link."""
+    import select
+
+    if s.telnet_seen:
+        return True
+    return bool(select.select([s.fileno()], [], [], wait_s)[0]) and _telnet_greeting(s._socket)
 
 
 def open_port(path: str, board: Board | None = None, baud: int | None = None) -> Any:
