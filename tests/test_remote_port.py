@@ -204,8 +204,9 @@ def test_rfc2217_url_with_its_own_options_works(model):
     assert hello.simulated
 
 
-def test_a_connection_lost_mid_run_is_one_line(model, capsys):
-    with SimProcess(model[0]) as sim, TcpBridge(sim.port, close_after=3000) as bridge:
+@pytest.mark.parametrize("rfc2217", [False, True], ids=["socket", "rfc2217"])
+def test_a_connection_lost_mid_run_is_one_line(model, capsys, rfc2217):
+    with SimProcess(model[0]) as sim, TcpBridge(sim.port, rfc2217=rfc2217, close_after=3000) as bridge:
         assert main(_args(model, bridge.url)) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and bridge.url in err and "connection to the board's machine was lost" in err
@@ -220,6 +221,7 @@ def test_a_connection_lost_mid_run_is_one_line(model, capsys):
     ("rfc2217://127.0.0.1:4000?baud=9600", "does not take the option 'baud'"),
     ("socket://127.0.0.1:4000/ttyUSB0", "options after '?'"),
     ("rfc2217://127.0.0.1:4000?timeout=soon", "timeout= is"),
+    ("rfc2217://127.0.0.1:4000?timeout=inf", "timeout= is"),
 ])
 def test_a_malformed_url_is_one_line_naming_it_and_the_fix(model, capsys, url, problem):
     assert main(_args(model, url)) == 2

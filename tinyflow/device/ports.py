@@ -4,6 +4,7 @@ pyserial URL (``rfc2217://HOST:PORT``, ``socket://HOST:PORT``)."""
 from __future__ import annotations
 
 import functools
+import math
 import socket
 import urllib.parse
 from dataclasses import dataclass
@@ -98,7 +99,7 @@ def parse_port_url(url: str) -> PortURL:
         raise InputError(f"{url}: logging= is one of {', '.join(_LOG_LEVELS)}")
     if "timeout" in options:
         try:
-            ok = float(options["timeout"][0]) > 0
+            ok = 0 < float(options["timeout"][0]) < math.inf  # nan compares False: refused too
         except ValueError:
             ok = False
         if not ok:
