@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import tty
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +29,7 @@ from tinyflow.device.simulator import SimProcess
 from tinyflow.errors import DeviceError, InputError
 
 SAMPLES = 20
+_ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # this checkout's tinyflow
 SAME = ("kind", "label", "board_id", "samples", "accuracy", "bit_exact_share", "max_lsb_diff", "runs", "arena_bytes")
 
 
@@ -175,7 +177,7 @@ def test_measure_over_socket_url_equals_the_local_pty(model, local, capsys):
 def test_measure_over_socket_url_as_a_subprocess(model, local):
     with SimProcess(model[0]) as sim, TcpBridge(sim.port) as bridge:
         proc = subprocess.run([sys.executable, "-m", "tinyflow", *_args(model, bridge.url)], capture_output=True,
-                              text=True, timeout=300, env={**os.environ, "PYTHONPATH": os.getcwd()})
+                              text=True, timeout=300, env=_ENV)
     assert proc.returncode == 0, proc.stderr
     _same(json.loads(proc.stdout), local)
 
@@ -238,7 +240,7 @@ def test_nothing_listening_is_one_line_and_ends(model):
         url = f"socket://127.0.0.1:{taken.getsockname()[1]}"
         for scheme_url in (url, url.replace("socket", "rfc2217")):
             proc = subprocess.run([sys.executable, "-m", "tinyflow", *_args(model, scheme_url)], capture_output=True,
-                                  text=True, timeout=120, env={**os.environ, "PYTHONPATH": os.getcwd()})
+                                  text=True, timeout=120, env=_ENV)
             err = proc.stderr.strip()
             assert proc.returncode == 2 and len(err.splitlines()) == 1, err
             assert scheme_url in err and "nothing is listening" in err and "start the serial server" in err
