@@ -70,14 +70,30 @@ class _Writer:
             self.conn.sendall(data)
 
 
+class _UnacknowledgedControl(serial.rfc2217.PortManager):
+    """An RFC 2217 server that, like esptool's esp_rfc2217_server (esp_port_manager.py in its repository), takes
+    DTR/RTS changes without acknowledging them. A client that waits for the acknowledgement fails to open."""
+
+    unacknowledged = 0
+
+    def _telnet_process_subnegotiation(self, suboption: bytes) -> None:
+        r = serial.rfc2217
+        if suboption[0:1] == r.COM_PORT_OPTION and suboption[1:2] == r.SET_CONTROL and suboption[2:3] in (
+                r.SET_CONTROL_DTR_ON, r.SET_CONTROL_DTR_OFF, r.SET_CONTROL_RTS_ON, r.SET_CONTROL_RTS_OFF):
+            type(self).unacknowledged += 1
+            return
+        super()._telnet_process_subnegotiation(suboption)
+
+
 class TcpBridge:
     """Serves a board's pty on 127.0.0.1:<free port>, one connection at a time, forwarding bytes both ways.
     ``rfc2217``: speak RFC 2217 with pyserial's own server side (serial.rfc2217.PortManager), which applies
     the client's baud rate to the pty. ``close_after``: drop the connection after that many bytes to the board
     (a network that goes away mid-run)."""
 
-    def __init__(self, device_path: str, rfc2217: bool = False, close_after: int | None = None):
-        self.rfc2217, self.close_after = rfc2217, close_after
+    def __init__(self, device_path: str, rfc2217: bool = False, close_after: int | None = None,
+                 manager: type = serial.rfc2217.PortManager):
+        self.rfc2217, self.close_after, self.manager = rfc2217, close_after, manager
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.line = _PtyLine(device_path, 9600, timeout=0)  # 9600: pyserial's default, not tinyflow's rate
@@ -113,7 +129,7 @@ class TcpBridge:
                     conn.close()
 
     def _serve(self, conn: socket.socket) -> None:
-        manager = serial.rfc2217.PortManager(self.line, _Writer(conn)) if self.rfc2217 else None
+        manager = self.manager(self.line, _Writer(conn)) if self.rfc2217 else None
         fd, sent = self.line.fileno(), 0
         while not self._stop.is_set():
             ready = select.select([conn, fd], [], [], 0.05)[0]
@@ -204,6 +220,21 @@ def test_rfc2217_url_with_its_own_options_works(model):
         finally:
             port.close()
     assert hello.simulated
+
+
+def test_rfc2217_to_a_server_that_never_acknowledges_dtr_rts(model):
+    """tinyflow adds ?ign_set_control, so a server like esptool's opens; the link needs no control lines."""
+    with SimProcess(model[0]) as sim, TcpBridge(sim.port, rfc2217=True, manager=_UnacknowledgedControl) as bridge:
+        with pytest.raises(serial.SerialException, match="waiting for option 'control'"):
+            serial.serial_for_url(bridge.url).close()  # pyserial on its own: waits 3 s, then gives up
+        port = open_port(bridge.url, find_board("sim"))
+        try:
+            from tinyflow.device.link import Link
+
+            hello = Link(port).wait_hello(10)
+        finally:
+            port.close()
+    assert hello.simulated and _UnacknowledgedControl.unacknowledged >= 2
 
 
 @pytest.mark.parametrize("rfc2217", [False, True], ids=["socket", "rfc2217"])
