@@ -352,3 +352,13 @@ def test_parse_port_url_keeps_what_pyserial_needs():
     r = parse_port_url("RFC2217://[::1]:4000?ign_set_control")
     assert (r.scheme, r.host, r.port, r.address) == ("rfc2217", "::1", 4000, "[::1]:4000")
     assert "ign_set_control" in r.options
+
+
+def test_the_python_deploy_refuses_a_url_before_any_work(tmp_path):
+    from tinyflow.errors import InputError
+    from tinyflow.pipeline import DeployOptions, deploy
+
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="does not flash a board on another machine"):
+        deploy(tmp_path / "missing.keras", DeployOptions(port="rfc2217://lab-pi:4000", out=str(out)))
+    assert not out.exists()  # refused before loading the (missing) model or creating the folder

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import __version__, stagecache
 from .boards import Board, find_board
-from .device import Measurement, measure_on
+from .device import Measurement, is_url, measure_on, remote_flash_refusal
 from .errors import DoesNotFitError, InputError
 from .firmware import FirmwareProject, relocate, self_test_vectors, write_project
 from .graph import ModelGraph, read_graph
@@ -147,6 +147,8 @@ def deploy(model_path: str | Path, options: DeployOptions | None = None,
     options = options or DeployOptions()
     timed = _Timed(reporter or Reporter())
     options.optimize.check()
+    if options.port is not None and is_url(options.port):
+        raise remote_flash_refusal(options.port)  # before any work: deploy flashes, and that is the user's step
     board = find_board(options.board, options.board_files)
     # A .tflite needs no training data: measuring and evaluating it read x_test (and y_test) only.
     data = load_dataset(options.data, need_train=Path(model_path).suffix.lower() != ".tflite") \
