@@ -222,3 +222,23 @@ def test_kernels_options_are_checked_by_the_parser(corpus_model, tmp_path, capsy
     assert err.startswith("tinyflow: error: --kernels reference: nano33ble-sense builds its TFLM library with "
                           "cmsis-nn prebuilt in") and len(err.splitlines()) == 1
     assert with_kernels(find_board("sim"), "reference") == find_board("sim")  # already reference: nothing to do
+
+
+def test_deploy_kernels_reference_reports_and_builds_reference_kernels(corpus_model, tmp_path):
+    from tinyflow.pipeline import DeployOptions, deploy
+
+    model = _model(corpus_model, tmp_path)
+    result = deploy(model, DeployOptions(board="esp32s3", kernels="reference", out=str(tmp_path / "out")))
+    report = json.loads((result.out_dir / "report.json").read_text())
+    assert report["board"]["kernel_library"] == "reference"
+    assert report["memory"]["kernel_library"] == "reference"
+    assert report["memory"]["kernels"] == f"TFLM reference kernels (ESP-NN off; {ESPNN_VERSION})"
+    assert f"## Memory (TFLM reference kernels (ESP-NN off; {ESPNN_VERSION}))" in \
+        (result.out_dir / "report.md").read_text()
+    ref = assess(read_graph(model.read_bytes()), with_kernels(find_board("esp32s3"), "reference"))
+    assert report["memory"]["arena"]["greedy_min_bytes"] == ref.memory.min_arena_bytes
+    cmake = (result.out_dir / result.report["firmware"]["platformio"] / "CMakeLists.txt").read_text()
+    assert "target_compile_options(${tinyflow_tflm_lib} PRIVATE -UESP_NN)" in cmake
+    with pytest.raises(InputError, match="--kernel-library-version"):
+        deploy(model, DeployOptions(board="esp32s3", kernel_library_version=UNKNOWN, out=str(tmp_path / "o2")))
+    assert not (tmp_path / "o2").exists()
