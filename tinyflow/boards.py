@@ -91,6 +91,9 @@ class Board:
     firmware_per_op_bytes: int
     latency: LatencyModel | None
     source: Path
+    # The exact library versions the planner's kernel-library rules and the generated project's pins use,
+    # e.g. "esp-tflite-micro 1.4.0 + esp-nn 1.2.3"; None: the library's default (plan/kernel_libraries.py).
+    kernel_library_version: str | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -129,6 +132,10 @@ _HEADER = re.compile(r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*(?:\.[A-Za-z0-9_-]+)*\.
 _DEFINE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:=[A-Za-z0-9_.+-]+)?")
 _IDF_TARGET = re.compile(r"esp32[a-z0-9]{0,8}")
 _SYMBOL = re.compile(r"[A-Za-z0-9_]{1,64}")
+# "esp-tflite-micro 1.4.0 + esp-nn 1.2.3" (ESP-IDF component versions, which become idf_component.yml pins and C
+# strings) or "CMSIS-NN 4ab83cc": which versions exist is the planner's registry's business, checked there.
+_VERSION = r"[0-9]+\.[0-9]+\.[0-9]+(?:~[0-9]+)?"
+_KERNEL_LIBRARY_VERSION = re.compile(rf"esp-tflite-micro {_VERSION} \+ esp-nn {_VERSION}|CMSIS-NN [0-9a-f]{{7,40}}")
 _VID_PID = re.compile(r"([0-9A-Fa-f]{4}):([0-9A-Fa-f]{4})")
 # ESP-IDF partition table rows: Name, Type, SubType, Offset, Size[, Flags] (gen_esp32part.py).
 _PART_NAME = re.compile(r"[A-Za-z0-9_]{1,16}")
@@ -426,9 +433,18 @@ def parse_board(data: dict[str, Any], source: Path) -> Board:
         firmware_per_op_bytes=fw.integer("per_op_bytes", 0, 16 * 1024 * 1024),
         latency=latency,
         source=source,
+        kernel_library_version=top.text(
+            "kernel_library_version", _KERNEL_LIBRARY_VERSION, "exact versions like \"esp-tflite-micro 1.4.0 + "
+            "esp-nn 1.2.3\" (ESP-NN) or \"CMSIS-NN 4ab83cc\"", None, max_len=80),
     )
     for f in (top, mem, serial, fw):
         f.finish()
+    v = board.kernel_library_version
+    if v is not None and (v.startswith("CMSIS-NN") != (kernel_library == "cmsis-nn")
+                          or (v.startswith("esp-tflite-micro") and board.idf_target is None)):
+        raise InputError(f"{source}: kernel_library_version \"{v}\" does not name {kernel_library} kernels"
+                         f"{'' if board.idf_target else ' on an ESP-IDF board (no idf_target)'}; give the versions of "
+                         "the board's kernel_library, or leave the field out for tinyflow's default")
     if pio is not None and pio.framework == "espidf" and board.idf_target is None:
         raise InputError(f"{source}: platformio.framework is \"espidf\" but idf_target is missing; add it "
                          "(e.g. idf_target = \"esp32s3\")")

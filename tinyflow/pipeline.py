@@ -26,7 +26,7 @@ from .firmware import FirmwareProject, relocate, self_test_vectors, write_projec
 from .graph import ModelGraph, read_graph
 from .model import Dataset, ModelResult, OptimizeOptions, build_model, load_dataset, model_report
 from .outdir import OutputDir, write_bytes, write_text
-from .plan import BoardPlan, assess
+from .plan import BoardPlan, assess, with_kernels
 from .progress import Reporter
 from .report import write_reports
 
@@ -50,6 +50,8 @@ class DeployOptions:
     offline_plan: bool = True  # write an offline memory plan into the model when it beats TFLM's
     out: str | None = None
     force: bool = False
+    kernels: str = "board"  # "reference": TFLM's reference kernels (ESP-NN off on ESP-IDF boards)
+    kernel_library_version: str | None = None  # None: the board file's
 
     def model_settings(self) -> str:
         """What the model stages depend on besides the files (the stage cache key)."""
@@ -149,7 +151,8 @@ def deploy(model_path: str | Path, options: DeployOptions | None = None,
     options.optimize.check()
     if options.port is not None and is_url(options.port):
         raise remote_flash_refusal(options.port)  # before any work: deploy flashes, and that is the user's step
-    board = find_board(options.board, options.board_files)
+    board = with_kernels(find_board(options.board, options.board_files), options.kernels,
+                         options.kernel_library_version)
     # A .tflite needs no training data: measuring and evaluating it read x_test (and y_test) only.
     data = load_dataset(options.data, need_train=Path(model_path).suffix.lower() != ".tflite") \
         if options.data else None

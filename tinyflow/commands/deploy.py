@@ -10,6 +10,7 @@ from . import Command
 from .options import (
     bench_runs,
     board_options,
+    kernel_options,
     optimize_args,
     optimize_options,
     positive_int,
@@ -52,6 +53,7 @@ def cmd_deploy(a: argparse.Namespace) -> int:
     options = DeployOptions(board=a.board, board_files=tuple(a.board_file or ()), data=a.data,
                             optimize=optimize_options(a), calibration_samples=a.calibration_samples,
                             eval_limit=a.limit, psram=psram_choice(a), port=a.port, runs=a.runs,
+                            kernels=a.kernels, kernel_library_version=a.kernel_library_version,
                             offline_plan=not a.no_offline_plan, out=a.out, force=a.force)
     with RichReporter() as reporter:
         result = deploy(model, options, reporter)
@@ -78,6 +80,7 @@ def register(command: Command) -> None:
     p.add_argument("--data", metavar="DATA.npz", help="x_train, y_train, x_test, y_test")
     p.add_argument("--limit", type=positive_int, metavar="N", help="evaluate on the first N test samples")
     psram_options(p)
+    kernel_options(p)
     p.add_argument("--port", action=DeployPort,
                    help="flash and measure the board on this serial port (auto: find it by USB id); without it, "
                         "measure on the simulated board. A board on another machine is flashed by you, then "

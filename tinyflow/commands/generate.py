@@ -7,7 +7,7 @@ import unicodedata
 from pathlib import Path
 
 from . import Command
-from .options import board_options, psram_choice, psram_options
+from .options import board_options, kernel_choice, kernel_options, psram_choice, psram_options
 from .plan import print_board_plan
 
 MAX_LABELS_FILE_BYTES = 1024 * 1024
@@ -55,7 +55,7 @@ def cmd_generate(a: argparse.Namespace) -> int:
 
     tflite = read_tflite(a.model)
     graph = read_graph_file(a.model)
-    board = find_board(a.board, tuple(a.board_file or ()))
+    board = kernel_choice(a, find_board(a.board, tuple(a.board_file or ())))
     outputs = graph.output_tensors()
     classes = (outputs[0].shape[-1] if outputs[0].shape else 1) if outputs else None
     labels = _read_labels(a.labels, classes)
@@ -82,6 +82,7 @@ def register(command: Command) -> None:
     board_options(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     psram_options(p)
+    kernel_options(p)
     p.add_argument("--self-test", type=int, default=0, metavar="N",
                    help="embed N test inputs and the host's outputs; the firmware checks them at boot")
     p.add_argument("--data", metavar="DATA.npz", help="take the self-test inputs from x_test")

@@ -73,3 +73,22 @@ def psram_options(p: argparse.ArgumentParser) -> None:
 
 def psram_choice(a: argparse.Namespace) -> bool | None:
     return True if a.psram else (False if a.no_psram else None)
+
+
+def kernel_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("kernels")
+    g.add_argument("--kernels", choices=("board", "reference"), default="board",
+                   help="board: the board file's kernel_library (e.g. ESP-NN); reference: TFLM's reference kernels "
+                        "(on ESP-IDF boards the same esp-tflite-micro built with ESP_NN off), planned with the "
+                        "reference rules, to measure one against the other")
+    g.add_argument("--kernel-library-version", metavar="VERSIONS",
+                   help="the exact kernel library versions to plan and pin, e.g. \"esp-tflite-micro 1.4.0 + "
+                        "esp-nn 1.2.3\" (default: the board file's kernel_library_version); one tinyflow has no "
+                        "checked rules for is refused")
+
+
+def kernel_choice(a: argparse.Namespace, board: Any) -> Any:
+    """``board`` with ``--kernels`` and ``--kernel-library-version`` applied (an unknown version: InputError)."""
+    from ..plan import with_kernels
+
+    return with_kernels(board, a.kernels, a.kernel_library_version)

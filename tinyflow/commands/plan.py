@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from . import Command
-from .options import board_options, psram_choice, psram_options
+from .options import board_options, kernel_choice, kernel_options, psram_choice, psram_options
 
 
 def print_board_plan(bp: Any) -> None:
@@ -66,7 +66,7 @@ def cmd_plan(a: argparse.Namespace) -> int:
 
     if a.write is not None:
         check_output_file(a.write, a.force)  # before the planning work, which a bad path would waste
-    board = find_board(a.board, tuple(a.board_file or ()))
+    board = kernel_choice(a, find_board(a.board, tuple(a.board_file or ())))
     tflite = read_tflite(a.model)
     bp = assess(read_graph_file(a.model), board, psram_choice(a), tuple(a.board_file or ()), tflite, a.optimize)
     if a.write is not None:
@@ -87,6 +87,7 @@ def register(command: Command) -> None:
     p.add_argument("model", help="a .tflite file")
     board_options(p)
     psram_options(p)
+    kernel_options(p)
     p.add_argument("--optimize", action="store_true",
                    help="search an offline memory plan that beats TFLM's greedy planner")
     p.add_argument("--write", metavar="OUT.tflite", help="write the model (with its offline plan, if found)")

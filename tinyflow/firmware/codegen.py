@@ -16,7 +16,7 @@ from ..boards import Board
 from ..errors import InputError
 from ..graph import ModelGraph, Tensor, resolver_method
 from ..paths import templates_dir
-from ..plan import BoardPlan
+from ..plan import BoardPlan, arduino_kernels_note, build_versions
 from ..protocol import MAX_BENCH_RUNS, PROTOCOL_VERSION, TENSOR_TYPE_CODES
 from .cnames import (
     c_uint32,
@@ -134,6 +134,7 @@ def context(graph: ModelGraph, tflite: bytes, bp: BoardPlan, model_name: str, la
               "inputs": byte_rows(b"".join(self_test.inputs)),
               "outputs": byte_rows(b"".join(self_test.outputs))}
     pio, ard = board.platformio, board.arduino
+    versions = build_versions(board)
     return {
         "tinyflow_version": __version__,
         "protocol_version": PROTOCOL_VERSION,
@@ -186,6 +187,14 @@ def context(graph: ModelGraph, tflite: bytes, bp: BoardPlan, model_name: str, la
             "pio_platform": ard.pio_platform, "pio_board": ard.pio_board,
             "sketch": sketch_name(model_name),
         },
+        # The exact versions the project pins (idf_component.yml, sketch.yaml) and the firmware reports.
+        "versions": {"esp_tflite_micro": versions.get("esp-tflite-micro"), "esp_nn": versions.get("esp-nn"),
+                     "arduino_core": versions.get("arduino-core")},
+        "versions_c": {k: string_literal(versions.get(k, "")) for k in ("esp-tflite-micro", "esp-nn", "arduino-core")},
+        # --kernels reference on an ESP-IDF board: the same esp-tflite-micro with its -DESP_NN undone.
+        "esp_nn_off": board.idf_target is not None and board.kernel_library == "reference",
+        "reference_kernels": board.kernel_library == "reference",
+        "arduino_kernels_note": arduino_kernels_note(board),
         "partition": None,  # filled by project.py with the table the budget chose
         "esp": board.idf_target is not None,
     }

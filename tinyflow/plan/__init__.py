@@ -6,6 +6,8 @@ and, when it beats TFLM's planner, the model rewritten with an offline memory pl
 """
 
 from .assessment import BoardPlan, assess
+from .kernel_libraries import arduino_kernels_note, build_versions, known_versions, with_kernels
 from .planner import MemoryPlan, plan_graph
 
-__all__ = ["BoardPlan", "MemoryPlan", "assess", "plan_graph"]
+__all__ = ["BoardPlan", "MemoryPlan", "arduino_kernels_note", "assess", "build_versions", "known_versions",
+           "plan_graph", "with_kernels"]

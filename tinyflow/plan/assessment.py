@@ -11,7 +11,7 @@ from ..graph import ModelGraph, read_graph
 from ..model import DEFAULT_RUN_ARENA, check_runs
 from .budget import Budget, check
 from .hazards import Hazard, find_hazards
-from .kernel_libraries import library_label
+from .kernel_libraries import arduino_kernels_note, build_versions, kernels_label, planned_version, rules_id
 from .latency import LatencyEstimate, estimate
 from .placement import OfflinePlan
 from .planner import MemoryPlan, plan_graph
@@ -48,6 +48,10 @@ class BoardPlan:
         return {
             "board": {"id": self.board.id, "name": self.board.name, "simulated": self.board.simulated},
             "kernels": self.kernels,
+            # Which rules sized the arena, and the exact versions the generated project pins (HELLO reports them).
+            "kernel_library": self.board.kernel_library,
+            "kernel_library_version": planned_version(self.board),
+            "build_versions": build_versions(self.board),
             "fits": self.fits,
             "arena": None if m is None else {
                 "min_bytes": m.min_arena_bytes,
@@ -118,7 +122,7 @@ def _boards_that_fit(graph: ModelGraph, current: Board, extra: tuple[str, ...]) 
     for other in all_boards(extra):
         if other.id == current.id or other.simulated:
             continue
-        mem = plan_graph(graph, other.pointer_bytes, other.kernel_library, other.mcu)
+        mem = plan_graph(graph, other.pointer_bytes, rules_id(other), other.mcu)
         b = check(graph, mem, other)
         if b.fits:
             fitting.append(f"{other.id} ({b.region})")
@@ -134,6 +138,7 @@ def assess(graph: ModelGraph, board: Board, psram: bool | None = None, board_fil
     a child): one TFLM cannot run is an ``InputError`` with what TFLM said, never a plan that fits. Without
     it the plan is of the graph alone."""
     _check_shapes(graph)
+    rules_id(board)  # an unknown kernel_library_version is refused before the model is run or searched
     runnable = tflite is not None and not graph.unsupported_ops and not find_hazards(graph)
     if runnable:
         check_runs(tflite, graph.source, _host_arena(graph))
@@ -141,9 +146,9 @@ def assess(graph: ModelGraph, board: Board, psram: bool | None = None, board_fil
     if offline and runnable:
         from .placement import improve_model
 
-        improved = improve_model(tflite, graph, board.pointer_bytes, board.kernel_library, board.mcu)
+        improved = improve_model(tflite, graph, board.pointer_bytes, rules_id(board), board.mcu)
         if improved is not None:
-            greedy_memory = plan_graph(graph, board.pointer_bytes, board.kernel_library, board.mcu)
+            greedy_memory = plan_graph(graph, board.pointer_bytes, rules_id(board), board.mcu)
             tflite, plan = improved
             source = f"{graph.source} (with its offline memory plan)"
             graph = read_graph(tflite, source)
@@ -159,12 +164,15 @@ def _assess(graph: ModelGraph, board: Board, psram: bool | None, board_files: tu
     if not graph.is_quantized:
         warnings.append("the model is not fully int8: TFLM runs it with float reference kernels (ESP-NN and "
                         "CMSIS-NN only accelerate int8), and the arena holds float activations")
-    kernels = library_label(board.kernel_library, board.mcu)
+    kernels = kernels_label(board)
+    note = arduino_kernels_note(board)
+    if note is not None:
+        warnings.append(note)
     unsupported = tuple(graph.unsupported_ops)
     hazards = tuple(find_hazards(graph))
     if unsupported:
         return BoardPlan(board, graph, None, None, hazards, unsupported, None, kernels, tuple(warnings))
-    memory = plan_graph(graph, board.pointer_bytes, board.kernel_library, board.mcu)
+    memory = plan_graph(graph, board.pointer_bytes, rules_id(board), board.mcu)
     budget = check(graph, memory, board, psram)
     if not budget.fits:
         hint = _boards_that_fit(graph, board, board_files)

@@ -1,4 +1,4 @@
-"""What a board's optimized kernel library allocates beyond TFLM's reference kernels.
+"""What a board's optimized kernel library allocates beyond TFLM's reference kernels, by library version.
 
 - ESP-NN (espressif/esp-tflite-micro 1.4.0 with espressif/esp-nn 1.2.3): CONV_2D, DEPTHWISE_CONV_2D and
   SOFTMAX request scratch buffers (kernels/esp_nn/{conv,depthwise_conv,softmax}.cc calling
@@ -9,23 +9,53 @@
   conv, depthwise and average-pool scratch (arm_*_get_buffer_size*), bigger FC and pooling OpData.
 
 These formulas were checked against the libraries' own C size functions compiled on the host (thousands
-of shapes, no mismatch); they change between library versions (esp-nn 1.1.2 asked for far more on
-some shapes), which is why the versions are part of the plan's label.
+of shapes, no mismatch). They change between library versions, even patch releases: esp-nn 1.1.2 asked for
+far more on some shapes, 1.2.0 -> 1.2.1 changed the S3 conv/depthwise/softmax sizes, 1.2.2 -> 1.2.3 the conv
+alignment (32 -> 64). So the rules are a registry keyed by the exact versions they were checked against
+(``RULES``); a board (``kernel_library_version``) or ``--kernel-library-version`` names the versions, the
+generated ESP-IDF project pins exactly those (``build_versions``), and a version without checked rules is
+refused, never planned with another version's rules.
+
+Reference kernels on an ESP-IDF board (``--kernels reference``): esp-tflite-micro's kernels/esp_nn/*.cc
+replace TFLM's conv, depthwise, FC, add, mul, pooling and softmax, but with ``ESP_NN`` undefined each one
+compiles to the reference path with the reference OpData (``NodeData``'s ``buffer_idx`` and every scratch
+request are under ``#if ESP_NN``; checked in esp-tflite-micro 1.4.0), so the reference rules apply.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from ..boards import Board
+from ..errors import InputError
 from .kernels import Event, OpView
 
 ESPNN_VERSION = "esp-tflite-micro 1.4.0 + esp-nn 1.2.3"
-CMSIS_VERSION = "CMSIS-NN 4ab83cc (Cortex-M4, DSP, GCC)"
+CMSIS_VERSION = "CMSIS-NN 4ab83cc"
+_VERSION_RE = re.compile(r"esp-tflite-micro (\S+) \+ esp-nn (\S+)")
 
 
-def library_label(kernel_library: str, mcu: str) -> str:
+@dataclass(frozen=True)
+class KernelRules:
+    """One library version's allocation rules: OpData sizes where the kernel's differ from the reference
+    kernel's (32-bit MCU), and the scratch requests its Prepare adds (``scratch(op, mcu)``)."""
+
+    version: str  # the registry key, e.g. "esp-tflite-micro 1.4.0 + esp-nn 1.2.3"
+    components: tuple[tuple[str, str], ...]  # what the firmware pins: (component, exact version)
+    opdata: dict[str, int]
+    scratch: Callable[[OpView, str], list[Event]]
+
+
+def library_label(kernel_library: str, mcu: str, version: str | None = None) -> str:
     if kernel_library == "esp-nn":
-        return f"ESP-NN ({'ESP32-S3 vector kernels' if mcu == 'esp32s3' else 'generic C kernels'}; {ESPNN_VERSION})"
+        kind = "ESP32-S3 vector kernels" if mcu == "esp32s3" else "generic C kernels"
+        return f"ESP-NN ({kind}; {version or ESPNN_VERSION})"
     if kernel_library == "cmsis-nn":
-        return f"CMSIS-NN ({CMSIS_VERSION})"
+        return f"CMSIS-NN ({version or CMSIS_VERSION} (Cortex-M4, DSP, GCC))"
+    if version is not None and _VERSION_RE.fullmatch(version):
+        return f"TFLM reference kernels (ESP-NN off; {version})"
     return "TFLM reference kernels"
 
 
@@ -155,9 +185,143 @@ def _cmsis_scratch(v: OpView) -> list[Event]:
     return []
 
 
+def _espnn_rules(v: OpView, mcu: str) -> list[Event]:
+    return _espnn_scratch(v, s3=mcu == "esp32s3")
+
+
+def _cmsis_rules(v: OpView, mcu: str) -> list[Event]:
+    return _cmsis_scratch(v)
+
+
+# The registry: library -> exact versions -> the rules checked against that version's source. Add a version
+# only after checking its size functions (esp-nn src/*/esp_nn_*_esp32s3.c and the kernels/esp_nn/*.cc that
+# call them); a version not here is refused.
+RULES: dict[str, dict[str, KernelRules]] = {
+    "esp-nn": {ESPNN_VERSION: KernelRules(ESPNN_VERSION, (("esp-tflite-micro", "1.4.0"), ("esp-nn", "1.2.3")),
+                                          _ESPNN_OPDATA, _espnn_rules)},
+    "cmsis-nn": {CMSIS_VERSION: KernelRules(CMSIS_VERSION, (), _CMSIS_OPDATA, _cmsis_rules)},
+}
+DEFAULT_VERSION = {"esp-nn": ESPNN_VERSION, "cmsis-nn": CMSIS_VERSION}
+# What an ESP-IDF project pins for each esp-nn key (with ESP-NN off as well: the components stay pinned).
+_COMPONENT_SETS = {k: r.components for k, r in RULES["esp-nn"].items()}
+
+
+def known_versions(kernel_library: str) -> tuple[str, ...]:
+    """The exact versions tinyflow has checked rules for."""
+    return tuple(RULES.get(kernel_library, {}))
+
+
+def check_version(kernel_library: str, version: str | None, where: str) -> str | None:
+    """The version key to plan with (``None`` for a library without versions: TFLM's reference kernels);
+    an unknown version is an ``InputError`` naming ``where`` and the versions tinyflow knows."""
+    if version is None:
+        return DEFAULT_VERSION.get(kernel_library)
+    known = known_versions(kernel_library)
+    if version not in known:
+        listed = "; ".join(f'"{k}"' for k in known) or "none (reference kernels have no library version)"
+        raise InputError(f'{where} "{version}": tinyflow has no {kernel_library} allocation rules for those '
+                         f"versions (it knows: {listed}); give one of those, or check that version's scratch "
+                         "functions against its source and add them to tinyflow/plan/kernel_libraries.py")
+    return version
+
+
+def _versioned_library(board: Board) -> str:
+    # Reference kernels on an ESP-IDF board are esp-tflite-micro built with ESP_NN off: the project still pins
+    # an esp-tflite-micro/esp-nn set, named by the esp-nn registry's keys.
+    return "esp-nn" if board.kernel_library == "reference" and board.idf_target is not None else board.kernel_library
+
+
+def rules_id(board: Board) -> str:
+    """What the planner's ``kernel_library`` argument carries: ``library`` or ``library@version``."""
+    version = planned_version(board)
+    return board.kernel_library if version is None or board.kernel_library == "reference" \
+        else f"{board.kernel_library}@{version}"
+
+
+def with_kernels(board: Board, kernels: str | None = None, version: str | None = None) -> Board:
+    """``board`` with the command line's ``--kernels`` and ``--kernel-library-version`` applied (and checked:
+    an unknown version is an ``InputError`` naming the option and the versions tinyflow knows)."""
+    if kernels not in (None, "board", "reference"):
+        raise InputError(f"--kernels {kernels!r}: give \"board\" (the board's kernel_library) or \"reference\"")
+    if kernels == "reference" and board.kernel_library != "reference":
+        # Only an ESP-IDF project compiles its TFLM from source, where the kernels can be switched; Arduino TFLM
+        # libraries (the ESP32 core's, Chirale_TensorFlowLite for CMSIS-NN) come prebuilt with theirs.
+        if board.idf_target is None or board.platformio is None or board.platformio.framework != "espidf":
+            raise InputError(f"--kernels reference: {board.id} builds its TFLM library with {board.kernel_library} "
+                             "prebuilt in, so its firmware cannot switch to reference kernels; use an ESP-IDF board "
+                             "(e.g. --board esp32s3) or leave --kernels out")
+        board = replace(board, kernel_library="reference")
+    if version is not None:
+        check_version(_versioned_library(board), version, "--kernel-library-version")
+        board = replace(board, kernel_library_version=version)
+    planned_version(board)  # the board file's own version, checked before any planning work
+    return board
+
+
+def planned_version(board: Board) -> str | None:
+    """The library versions the plan for ``board`` assumes (for reference kernels on an ESP-IDF board: the
+    esp-tflite-micro/esp-nn set the project pins, ESP-NN switched off)."""
+    return check_version(_versioned_library(board), board.kernel_library_version,
+                         f"{board.source}: kernel_library_version")
+
+
+def kernels_label(board: Board) -> str:
+    """The plan's "kernels" line: which kernels were planned (and built), with their exact versions."""
+    return library_label(board.kernel_library, board.mcu, planned_version(board))
+
+
+def _rules(kernel_library: str) -> KernelRules | None:
+    library, _, version = kernel_library.partition("@")
+    versions = RULES.get(library)
+    if versions is None:
+        return None
+    key = version or DEFAULT_VERSION[library]
+    if key not in versions:
+        raise InputError(f'kernel library version "{key}": tinyflow has no {library} rules for it (it knows: '
+                         f"{', '.join(versions)})")
+    return versions[key]
+
+
+def build_versions(board: Board) -> dict[str, str]:
+    """The versions a generated project for ``board`` pins (compare with what the device's HELLO reports):
+    keys "esp-tflite-micro", "esp-nn" (ESP-IDF boards) and "arduino-core" (boards with an Arduino core
+    version); the same values as the TINYFLOW_BUILD_* macros in tinyflow_config.h."""
+    out: dict[str, str] = {}
+    if board.idf_target is not None:
+        out.update(dict(_COMPONENT_SETS.get(planned_version(board) or "", ())))
+    if board.arduino is not None and "@" in board.arduino.core:
+        out["arduino-core"] = board.arduino.core.rsplit("@", 1)[1]
+    return out
+
+
+def arduino_kernels_note(board: Board) -> str | None:
+    """What the plan can and cannot say about the Arduino sketch's kernels on an ESP board (None elsewhere).
+
+    The Arduino-ESP32 core 3.x links a prebuilt esp-tflite-micro (its libraries/TFLiteMicro wraps it), built by
+    espressif/esp32-arduino-lib-builder, whose main/idf_component.yml asks for espressif/esp-tflite-micro
+    ">=1.2.0": the versions are whatever resolved when that core was built, recorded only in the
+    esp32-arduino-libs archive (its 3.0-era builds list esp-tflite-micro 1.2.0 + esp-nn 1.0.2 in versions.txt).
+    tinyflow found no record for the pinned core, so it says so and sizes with the rules it has."""
+    if board.arduino is None or board.idf_target is None:
+        return None
+    core = board.arduino.core
+    sized = planned_version(board)
+    # With one rule set there is no larger figure to take. A second esp-nn version must make the sketch's plan
+    # the largest of them (tests/test_kernel_versions.py pins the registry to one set until then).
+    text = (f"Arduino sketch ({core}): the core links a prebuilt esp-tflite-micro/esp-nn whose versions tinyflow "
+            "could not determine (esp32-arduino-lib-builder asks for esp-tflite-micro >=1.2.0); its arena is sized "
+            f"with {sized}, the only rule set tinyflow has: unverified for this core, compare with the "
+            "arena_used_bytes() the sketch reports")
+    if board.kernel_library == "reference":
+        text += ("; --kernels reference does not reach the sketch (the core's library is prebuilt with ESP-NN): "
+                 "use the platformio/ project to measure reference kernels")
+    return text
+
+
 def adjust_init(v: OpView, kernel_library: str, events: list[Event]) -> list[Event]:
     """The reference kernel's Init events, with the library kernel's OpData size where it differs."""
-    table = {"esp-nn": _ESPNN_OPDATA, "cmsis-nn": _CMSIS_OPDATA}.get(kernel_library, {})
+    rules = _rules(kernel_library)
+    table = rules.opdata if rules is not None else {}
     if v.name in table and events:
         return [("P", table[v.name]), *events[1:]]
     return events
@@ -165,8 +329,5 @@ def adjust_init(v: OpView, kernel_library: str, events: list[Event]) -> list[Eve
 
 def extra_prepare(v: OpView, kernel_library: str, mcu: str) -> list[Event]:
     """Scratch requests the library's kernel makes in Prepare beyond the reference kernel's."""
-    if kernel_library == "esp-nn":
-        return _espnn_scratch(v, s3=mcu == "esp32s3")
-    if kernel_library == "cmsis-nn":
-        return _cmsis_scratch(v)
-    return []
+    rules = _rules(kernel_library)
+    return rules.scratch(v, mcu) if rules is not None else []
