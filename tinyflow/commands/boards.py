@@ -18,10 +18,12 @@ def cmd_boards(a: argparse.Namespace) -> int:
                            "cpu_mhz": b.cpu_mhz, "arena_sram_bytes": b.arena_sram_bytes,
                            "psram_bytes": b.psram_bytes, "flash_bytes": b.flash_bytes,
                            "max_app_bytes": b.max_app_bytes, "kernel_library": b.kernel_library,
+                           "kernel_library_version": b.kernel_library_version,
                            "simulated": b.simulated, "source": str(b.source)} for b in boards], indent=2))
         return 0
     rows = [[b.id, " ".join(b.aliases), b.mcu, str(b.cpu_mhz or "host"), size(b.arena_sram_bytes),
-             size(b.psram_bytes) if b.psram_bytes else "–", size(b.max_app_bytes), b.kernel_library]
+             size(b.psram_bytes) if b.psram_bytes else "–", size(b.max_app_bytes),
+             b.kernel_library + (f" ({b.kernel_library_version})" if b.kernel_library_version else "")]
             for b in boards]
     out_console.print(table("boards", ["id", "aliases", "MCU", "MHz", "arena SRAM", "PSRAM", "app flash",
                                        "kernels"], rows, left=3))
