@@ -255,11 +255,56 @@ int tf_cobs_decode(const uint8_t* in, size_t len, uint8_t* out, size_t* out_len)
   return 0;
 }
 
+namespace {
+
+size_t str255(const char* s) {
+  if (s == NULL) return 0;
+  const size_t n = strlen(s);
+  return n > 255 ? 255 : n;
+}
+
+uint8_t* put_str(uint8_t* p, const char* s) {
+  const size_t n = str255(s);
+  *p++ = (uint8_t)n;
+  if (n) memcpy(p, s, n);
+  return p + n;
+}
+
+}  // namespace
+
+void tf_log_init(tf_log_t* log, char* buf, size_t cap) {
+  log->text = buf;
+  log->cap = cap;
+  log->len = 0;
+  if (cap) buf[0] = 0;
+}
+
+void tf_log_append(tf_log_t* log, const char* data, size_t len) {
+  if (log->cap == 0) return;
+  const size_t room = log->cap - 1 - log->len;
+  const size_t n = len < room ? len : room;
+  memcpy(log->text + log->len, data, n);
+  log->len += n;
+  log->text[log->len] = 0;
+}
+
+uint32_t tf_log_missing_bytes(const char* text) {
+  const char* at = text ? strstr(text, "missing:") : NULL;
+  if (at == NULL) return 0;
+  at += 8;
+  while (*at == ' ') ++at;
+  uint32_t k = 0;
+  while (*at >= '0' && *at <= '9' && k < 100000000u) k = k * 10u + (uint32_t)(*at++ - '0');
+  return k;
+}
+
 size_t tf_write_hello(uint8_t* out, size_t cap, const tf_hello_info_t* info) {
-  const size_t board_len = strlen(info->board_id) > 255 ? 255 : strlen(info->board_id);
-  const size_t runtime_len = strlen(info->runtime) > 255 ? 255 : strlen(info->runtime);
+  const size_t board_len = str255(info->board_id);
+  const size_t runtime_len = str255(info->runtime);
   size_t need = 8 + 32 + 17 + 1 + board_len + 1 + runtime_len + 2;
   for (int i = 0; i < info->n_inputs + info->n_outputs; ++i) need += 2 + 4u * info->tensors[i].rank + 12;
+  need += 1 + 1 + str255(info->setup_message) + 4 + 1;
+  for (int i = 0; i < 2 * info->n_versions; ++i) need += 1 + str255(info->versions[i]);
   if (need > cap) return 0;
   uint8_t* p = out;
   put_u16(p, TF_PROTOCOL_VERSION);
@@ -294,6 +339,12 @@ size_t tf_write_hello(uint8_t* out, size_t cap, const tf_hello_info_t* info) {
     put_u32(p + 8, t->bytes);
     p += 12;
   }
+  *p++ = info->setup_status;
+  p = put_str(p, info->setup_message);
+  put_u32(p, info->arena_needed_bytes);
+  p += 4;
+  *p++ = info->n_versions;
+  for (int i = 0; i < 2 * info->n_versions; ++i) p = put_str(p, info->versions[i]);
   return (size_t)(p - out);
 }
 

@@ -31,6 +31,8 @@ def print_measurement(m: Any) -> None:
         if j["accuracy"] is not None:
             rows.append(["accuracy on the device", f"{100 * j['accuracy']:.2f} %"])
     rows.append(["self-test at boot", f"{j['self_test']['passed']} of {j['self_test']['total']}"])
+    if j["device_versions"]:
+        rows.append(["built with", ", ".join(f"{k} {v}" for k, v in j["device_versions"].items())])
     if j["resets"] or j["retries"]:
         rows.append(["link", f"{j['resets']} resets, {j['retries']} retried requests (nothing counted twice)"])
     out_console.print(table("tinyflow measure", ["", ""], rows))
@@ -121,5 +123,7 @@ def register(command: Command) -> None:
     p = command("simulate", cmd_simulate, "serve tinyflow's protocol for a model on a pseudo-terminal (the "
                                           "simulated board); prints the port, runs until stopped")
     p.add_argument("model", help="a .tflite file")
-    p.add_argument("--arena", type=int, help="arena bytes (default: the planned minimum)")
+    p.add_argument("--arena-size", "--arena", dest="arena", type=positive_int, metavar="N",
+                   help="arena bytes (default: the planned minimum); too small, the board fails its set-up as a board "
+                        "would and says why in its HELLO")
     p.add_argument("--python-server", action="store_true", help="use the Python protocol server, not the C one")

@@ -6,6 +6,7 @@ carries bytes. A simulated board's times are host times, and the measurement say
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from ..boards import Board
 from ..errors import DeviceError
 from ..graph import ModelGraph, dequantize, quantize
 from ..model import Dataset, class_ids, roc_auc, run_model, sample_errors
-from ..protocol import PROTOCOL_VERSION, Hello, version_mismatch
+from ..protocol import PROTOCOL_VERSION, REFLASH, SETUP, Hello, arena_missing_bytes, version_mismatch
 from .link import DeviceReset, Link
 
 MAX_RESETS = 5  # a board that keeps rebooting is broken, not unlucky
@@ -74,6 +75,11 @@ class Measurement:
     samples_per_s: float | None
 
     @property
+    def versions(self) -> dict[str, str]:
+        """What the firmware was built with, as its HELLO says (ESP-IDF, Arduino core, esp-tflite-micro, esp-nn)."""
+        return dict(self.hello.versions)
+
+    @property
     def label(self) -> str:
         return "simulated (host timings, not a device)" if self.kind == "simulated" else "measured on the device"
 
@@ -89,6 +95,7 @@ class Measurement:
             "arena_used_bytes": h.arena_used_bytes,
             "arena_region": h.arena_region,
             "self_test": {"passed": h.self_test_passed, "total": h.self_test_total},
+            "device_versions": dict(h.versions),
             "latency_us": self.latency_us.to_json(),
             "cycles": self.cycles.to_json(0) if self.cycles else None,
             "runs": self.runs,
@@ -109,15 +116,53 @@ class Measurement:
         }
 
 
+_MISSING_OP = re.compile(r"Didn't find op for builtin opcode '([^']+)'")
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def setup_failure(hello: Hello) -> str:
+    """The one line for a firmware whose set-up failed: what TFLM said, in numbers, and the fix."""
+    text, status = hello.setup_message, hello.setup_status
+    said = f" (TFLM: {_first_line(text)})" if text else " (the firmware kept no log of it)"
+    if (m := _MISSING_OP.search(text)) is not None:
+        return (f"the board's TFLM has no kernel for {m.group(1)}: the firmware's op resolver lacks it{said}; "
+                f"re-generate the firmware for this model (tinyflow generate MODEL) and flash it")
+    if status == SETUP.SCHEMA:
+        return (f"the model's flatbuffer schema is not the one the board's TFLM reads{said}: convert the model "
+                f"with a TensorFlow that matches the firmware's TFLM, or {REFLASH}")
+    if status == SETUP.RESOLVER:
+        return f"TFLM on the board refused to register an op of the generated resolver{said}: {REFLASH}"
+    if status == SETUP.NO_ARENA:
+        return (f"the board could not allocate its {hello.arena_bytes:,} B arena{said}: it has less free "
+                f"{'PSRAM' if hello.arena_region == 'psram' else 'internal SRAM'} than its board file says; "
+                f"re-generate for a board file with a smaller arena_sram_bytes or with PSRAM (--psram)")
+    if status == SETUP.ALLOCATE:
+        missing = arena_missing_bytes(text)
+        needed = hello.arena_needed_bytes or (hello.arena_bytes + missing if missing else 0)
+        if hello.simulated:
+            fix = "start the simulated board with a larger --arena-size (or none: the arena tinyflow plans)"
+        else:
+            fix = ("re-generate with a larger arena (tinyflow generate MODEL, with a larger arena_margin_bytes in "
+                   "the board file) and flash it")
+        if needed:
+            return (f"the board's arena is {hello.arena_bytes:,} B but TFLM needs at least {needed:,} B (it was "
+                    f"{needed - hello.arena_bytes:,} B short when AllocateTensors() failed){said}: {fix}")
+        return f"AllocateTensors() failed on the board with a {hello.arena_bytes:,} B arena{said}: {fix}"
+    return f"the firmware's set-up failed with status {hello.setup_status}, which this tinyflow does not know{said}; " \
+           f"{REFLASH}"
+
+
 def check_hello(hello: Hello, graph: ModelGraph, logs: list[str] | None = None) -> None:
     if hello.version != PROTOCOL_VERSION:
         raise DeviceError(version_mismatch(hello.version))
     if hello.model_sha256 != graph.sha256:
         raise DeviceError(f"the device runs another model (SHA-256 {hello.model_sha256[:12]}…, expected "
                           f"{graph.sha256[:12]}…): the firmware is stale, flash it again (tinyflow flash)")
-    if hello.arena_used_bytes == 0 and not hello.simulated:
-        tail = "; ".join((logs or [])[-3:]) or "no log"
-        raise DeviceError(f"the firmware could not set up the model (AllocateTensors failed?): {tail}")
+    if hello.setup_status != SETUP.READY:
+        raise DeviceError(setup_failure(hello))
 
 
 class _Session:

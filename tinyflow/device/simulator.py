@@ -34,11 +34,13 @@ from ..protocol import (
     FLAGS,
     MAX_BENCH_RUNS,
     PROTOCOL_VERSION,
+    SETUP,
     Decoder,
     Frame,
     Hello,
     Msg,
     TensorInfo,
+    arena_missing_bytes,
     encode_frame,
 )
 
@@ -51,8 +53,33 @@ def _tensor_info(t: Tensor) -> TensorInfo:
     return TensorInfo(t.dtype.lower(), tuple(t.shape), q.scale if q else 0.0, q.zero_point if q else 0, t.bytes)
 
 
+def _with_stderr_captured(fn: Callable[[], Any]) -> tuple[Any, BaseException | None, str]:
+    """Run ``fn`` with file descriptor 2 going to a file: TFLM's C++ prints its errors there (DebugLog), as
+    on a board, and the text is what a board's HELLO carries. The text is passed on to our stderr after."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            result, error = fn(), None
+        except Exception as e:  # TFLM's failure is the board's state, reported in HELLO
+            result, error = None, e
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        text = tmp.read().decode(errors="replace")
+    if text:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    return result, error, text
+
+
 class Model:
-    """The TFLM interpreter for one model, with the sim board's arena."""
+    """The TFLM interpreter for one model, with the sim board's arena. A set-up that fails (an arena too
+    small) does not raise: like the firmware, the board then answers HELLO with the status and TFLM's log."""
 
     def __init__(self, data: bytes, arena: int):
         from tflite_micro import runtime
@@ -61,13 +88,21 @@ class Model:
         self.inputs = self.graph.input_tensors()
         self.outputs = self.graph.output_tensors()
         self.arena = arena
-        self.interpreter = runtime.Interpreter.from_bytes(data, arena_size=arena)
+        self.interpreter, error, log = _with_stderr_captured(
+            lambda: runtime.Interpreter.from_bytes(data, arena_size=arena))
+        self.setup_status = SETUP.READY if error is None else SETUP.ALLOCATE
+        # As the firmware: TFLM's own words first (its first line is the cause), else the exception.
+        self.setup_message = (log.strip() or str(error)) if error is not None else ""
+        missing = arena_missing_bytes(log) if error is not None else None
+        self.arena_needed = arena + missing if missing else 0
         self.input_bytes = sum(t.bytes for t in self.inputs)
         self.output_bytes = sum(t.bytes for t in self.outputs)
         self._last: list[np.ndarray] | None = None
 
     def infer(self, data: bytes | None) -> tuple[bytes, int]:
         """Outputs (concatenated raw bytes) and the host time of invoke() in microseconds."""
+        if self.interpreter is None:
+            raise RuntimeError("the model is not set up")  # an Invoke() failure for the host, as on a board
         if data is not None:
             at, arrays = 0, []
             for t in self.inputs:
@@ -111,9 +146,14 @@ class SimBoard:
 
     def hello_payload(self) -> bytes:
         m = self.model
-        return Hello(PROTOCOL_VERSION, FLAGS.SIMULATED, self.boot_id, m.graph.sha256, 0, m.arena, m.arena, "host",
-                     0, 0, SIM_BOARD_ID, f"simulated: tflite-micro {_tflm_version()} on the host (reference kernels)",
-                     tuple(_tensor_info(t) for t in m.inputs), tuple(_tensor_info(t) for t in m.outputs)).pack()
+        ready = m.setup_status == SETUP.READY
+        versions = {"esp_idf": "host", "arduino_core": "host", "esp_tflite_micro": f"tflite-micro {_tflm_version()}",
+                    "esp_nn": "none"}
+        return Hello(PROTOCOL_VERSION, FLAGS.SIMULATED, self.boot_id, m.graph.sha256, 0, m.arena,
+                     m.arena if ready else 0, "host", 0, 0, SIM_BOARD_ID,
+                     f"simulated: tflite-micro {_tflm_version()} on the host (reference kernels)",
+                     tuple(_tensor_info(t) for t in m.inputs), tuple(_tensor_info(t) for t in m.outputs),
+                     m.setup_status, m.setup_message[:255], m.arena_needed, versions).pack()
 
     def boot_log(self) -> None:
         self.write(f"tinyflow simulated board: boot {self.reboot_count}, arena {self.model.arena} bytes\r\n".encode())
@@ -338,7 +378,8 @@ def serve(model_path: str, arena: int | None, use_c: bool = True, parent_pid: in
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))
     print(path, flush=True)
-    print(f"simulated board for {Path(model_path).name}: arena {arena} bytes, protocol answered by the "
+    state = "" if board.model.setup_status == SETUP.READY else " (set-up FAILED: it answers HELLO with why)"
+    print(f"simulated board for {Path(model_path).name}: arena {arena} bytes{state}, protocol answered by the "
           f"{server.implementation}", file=sys.stderr, flush=True)
     board.boot_log()
     server.announce()
@@ -376,9 +417,9 @@ class SimProcess:
     """
 
     def __init__(self, model_path: str | Path, arena: int | None = None, python_server: bool = False,
-                 start_timeout_s: float = 60.0):
+                 start_timeout_s: float = 60.0, arena_size: int | None = None):
         self.model_path = str(model_path)
-        self.arena = arena
+        self.arena = arena_size or arena  # arena_size: the name `tinyflow simulate --arena-size` uses
         self.python_server = python_server
         self.start_timeout_s = start_timeout_s
         self.proc: subprocess.Popen | None = None
@@ -391,7 +432,7 @@ class SimProcess:
         cmd = [sys.executable, "-c", "import sys; from tinyflow.device.simulator import main; sys.exit(main())",
                self.model_path, "--parent-pid", str(os.getpid())]
         if self.arena:
-            cmd += ["--arena", str(self.arena)]
+            cmd += ["--arena-size", str(self.arena)]
         if self.python_server:
             cmd.append("--python-server")
         # stdin is a pipe only we hold: when this process dies, however, the child reads EOF and stops.
@@ -427,7 +468,9 @@ class SimProcess:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="tinyflow simulate", description=__doc__.splitlines()[0])
     ap.add_argument("model")
-    ap.add_argument("--arena", type=int, help="arena bytes (default: the planned minimum for the sim board)")
+    ap.add_argument("--arena-size", "--arena", dest="arena", type=int,
+                    help="arena bytes (default: the planned minimum for the sim board); below what TFLM needs, the "
+                         "board fails its set-up as a board would")
     ap.add_argument("--python-server", action="store_true", help="answer with the Python server, not the C module")
     ap.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # set by SimProcess: die with it
     args = ap.parse_args(argv)
