@@ -321,7 +321,7 @@ def _streams(in_bytes: int, out_bytes: int) -> list[tuple[str, list[bytes], list
         ("bench payload too short", [encode_frame(Msg.BENCH, 1, b"\x01\x00\x01")], [(err, 2)]),
         ("bench payload too long", [encode_frame(Msg.BENCH, 1, bytes(5))], [(err, 2)]),
         ("profile", [encode_frame(Msg.PROFILE, 9)], [(err, 5)]),
-        ("unknown request type", [encode_frame(0x05, 1)], [(err, 1)]),
+        ("unknown request type", [encode_frame(0x06, 1)], [(err, 1)]),
         ("a device's type sent to the device", [encode_frame(Msg.INFER_RESULT, 1, bytes(9))], [(err, 1)]),
         ("type 0", [encode_frame(0x00, 1, b"abc")], [(err, 1)]),
         ("log text not yet delimited", [b"I (12) boot: noise\r\n"], []),
@@ -334,6 +334,17 @@ def _streams(in_bytes: int, out_bytes: int) -> list[tuple[str, list[bytes], list
         ("a lone COBS code byte", [b"\x01\x00"], [nak]),
         ("garbage, then a good frame", [b"\x13\x37garbage\x00", encode_frame(Msg.HELLO_REQ, 6)],
          [nak, (Msg.HELLO, ok)]),
+        ("tensor read", [encode_frame(Msg.TENSOR_READ, 1, struct.pack("<HBIH", 0, 0, 0, 4096))],
+         [(Msg.TENSOR_DATA, ok)]),
+        ("tensor read after an infer, in a chunk beyond the tensor", [
+            infer, encode_frame(Msg.TENSOR_READ, 2, struct.pack("<HBIH", 1, 0, 5, 3)),
+            encode_frame(Msg.TENSOR_READ, 3, struct.pack("<HBIH", 1, 0, 1 << 30, 100))],
+         [(Msg.INFER_RESULT, ok), (Msg.TENSOR_DATA, ok), (Msg.TENSOR_DATA, ok)]),
+        ("tensor read of no such op", [encode_frame(Msg.TENSOR_READ, 1, struct.pack("<HBIH", 999, 0, 0, 10))],
+         [(err, 6)]),
+        ("tensor read of no such output", [encode_frame(Msg.TENSOR_READ, 1, struct.pack("<HBIH", 0, 7, 0, 10))],
+         [(err, 6)]),
+        ("tensor read payload too short", [encode_frame(Msg.TENSOR_READ, 1, bytes(8))], [(err, 2)]),
         ("a NAK keeps the last answer for the resend", [infer, bytes(bad_crc), encode_frame(Msg.INFER, 1, x[::-1])],
          [(Msg.INFER_RESULT, ok), nak, (Msg.INFER_RESULT, ok)]),
     ]
@@ -544,3 +555,22 @@ def test_the_c_and_python_servers_answer_alike_for_a_board_whose_setup_failed(pr
     hello = parse_hello(c_frames[0][2])
     assert hello.setup_status == SETUP.ALLOCATE and "Failed to" in hello.setup_message
     assert hello.arena_needed_bytes > arena // 2
+
+
+# ---- TENSOR_READ: one op output of the last inference, in bounded chunks ------------------------------------
+
+
+def test_the_c_module_reads_a_tensor_in_chunks_within_its_response_buffer(device):
+    link, _ = device
+    link.wait_hello(5)
+    data = bytes(range(3, 19))
+    link.infer(data)
+    t = link.tensor(0, 0)
+    assert (t.dtype, t.total, t.data) == ("int8", 16, data)
+    big = bytes((i * 7) % 256 for i in range(700))
+    assert link.tensor(0, 1, chunk=100).data == big  # 7 requests of 100 bytes
+    before = link._seq
+    assert link.tensor(0, 1).data == big  # 4096 asked, the 512-byte response buffer sends at most 491 at a time
+    assert link._seq - before == 2
+    with pytest.raises(DeviceError, match="no such op output \\(code 6\\)"):
+        link.tensor(2, 0)

@@ -26,7 +26,8 @@ from enum import IntEnum
 
 from .errors import DeviceError
 
-PROTOCOL_VERSION = 3  # 2: the device answers a damaged chunk with NAK; 3: HELLO carries set-up status, versions
+# 2: the device answers a damaged chunk with NAK; 3: HELLO carries set-up status and versions, TENSOR_READ
+PROTOCOL_VERSION = 3
 MAX_FRAME_BYTES = 4 * 1024 * 1024  # a chunk longer than this without a delimiter is noise
 _HEADER = struct.Struct("<BHI")
 
@@ -40,10 +41,12 @@ class Msg(IntEnum):
     INFER = 0x02
     BENCH = 0x03
     PROFILE = 0x04
+    TENSOR_READ = 0x05  # op:u16 index:u8 offset:u32 length:u16: a chunk of one op output of the last inference
     HELLO = 0x81
     INFER_RESULT = 0x82
     BENCH_RESULT = 0x83
     PROFILE_RESULT = 0x84
+    TENSOR_DATA = 0x85
     NAK = 0xFE  # device -> host, seq 0, no payload: "a chunk arrived that was not a frame"
     ERROR = 0xFF
 
@@ -355,6 +358,28 @@ def parse_profile_result(payload: bytes) -> ProfileResult:
     result = ProfileResult(tick_hz, r.take(f"<{n}I"))
     r.end()
     return result
+
+
+TENSOR_CHUNK_BYTES = 4096  # what the host asks for per TENSOR_READ; the device may send fewer
+
+
+def tensor_read_request(op: int, index: int, offset: int, length: int) -> bytes:
+    return struct.pack("<HBIH", op, index, offset, length)
+
+
+@dataclass(frozen=True)
+class TensorData:
+    dtype: str
+    total: int  # the tensor's bytes
+    offset: int
+    data: bytes
+
+
+def parse_tensor_data(payload: bytes) -> TensorData:
+    r = _Reader(payload)
+    status, code, total, offset = r.take("<BBII")
+    _check_status(status, "TENSOR_READ")
+    return TensorData(TENSOR_TYPES.get(code, f"type{code}"), total, offset, payload[r.at:])
 
 
 def parse_error(payload: bytes) -> tuple[int, str]:

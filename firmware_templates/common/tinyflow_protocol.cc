@@ -152,6 +152,41 @@ void handle_profile(tf_server_t* s, uint16_t seq) {
   send_body(s, TF_MSG_PROFILE_RESULT, seq, 7 + 4u * count);
 }
 
+// TENSOR_READ op:u16 index:u8 offset:u32 length:u16 -> status:u8 dtype:u8 total:u32 offset:u32 bytes:
+// at most `length` bytes from `offset`, fewer when the response buffer is smaller (the host asks on).
+void handle_tensor(tf_server_t* s, uint16_t seq, const uint8_t* payload, size_t len, int kept) {
+  if (len != 9 || !kept) {
+    send_error(s, seq, TF_ERR_BAD_LENGTH, "TENSOR_READ payload is op:u16 index:u8 offset:u32 length:u16");
+    return;
+  }
+  const uint8_t* data = NULL;
+  uint32_t total = 0;
+  uint8_t dtype = 0;
+  const int found = s->dev->tensor ? s->dev->tensor(s->dev->ctx, get_u16(payload), payload[2], &data, &total,
+                                                    &dtype)
+                                   : 2;
+  if (found == 1) {
+    send_error(s, seq, TF_ERR_NO_TENSOR, "the model has no such op output");
+    return;
+  }
+  if (found != 0) {
+    send_error(s, seq, TF_ERR_NO_TENSOR, "this firmware keeps no intermediate tensors");
+    return;
+  }
+  const uint32_t offset = get_u32(payload + 3);
+  const size_t room = payload_room(s) - 10;
+  size_t n = offset < total ? total - offset : 0;
+  if (n > get_u16(payload + 7)) n = get_u16(payload + 7);
+  if (n > room) n = room;
+  uint8_t* out = s->body + kHeader;
+  out[0] = 0;
+  out[1] = dtype;
+  put_u32(out + 2, total);
+  put_u32(out + 6, offset);
+  if (n) memcpy(out + 10, data + offset, n);
+  send_body(s, TF_MSG_TENSOR_DATA, seq, 10 + n);
+}
+
 // One decoded byte of the frame being received: kept while it fits, always counted and CRC-checked.
 void rx_byte(tf_server_t* s, uint8_t b) {
   uint8_t* slot = &s->rx_tail[s->rx_len & 3u];
@@ -199,6 +234,9 @@ void handle_frame(tf_server_t* s) {
       break;
     case TF_MSG_PROFILE:
       handle_profile(s, seq);
+      break;
+    case TF_MSG_TENSOR_READ:
+      handle_tensor(s, seq, payload, payload_len, kept);
       break;
     default:
       send_error(s, seq, TF_ERR_UNKNOWN_MESSAGE, "unknown message type");

@@ -22,10 +22,12 @@ enum {
   TF_MSG_INFER = 0x02,
   TF_MSG_BENCH = 0x03,
   TF_MSG_PROFILE = 0x04,
+  TF_MSG_TENSOR_READ = 0x05,  // one op output of the last inference, a chunk at a time
   TF_MSG_HELLO = 0x81,
   TF_MSG_INFER_RESULT = 0x82,
   TF_MSG_BENCH_RESULT = 0x83,
   TF_MSG_PROFILE_RESULT = 0x84,
+  TF_MSG_TENSOR_DATA = 0x85,
   TF_MSG_NAK = 0xFE,  // seq 0, no payload; never kept as the last response
   TF_MSG_ERROR = 0xFF,
 };
@@ -36,6 +38,7 @@ enum {
   TF_ERR_INFERENCE_FAILED = 3,
   TF_ERR_TOO_MANY_RUNS = 4,  // also 0 runs: the message names the range this device takes
   TF_ERR_NO_PROFILE = 5,
+  TF_ERR_NO_TENSOR = 6,  // this firmware keeps no intermediate tensors, or the op has no such output
 };
 
 // BENCH answers at most this many runs (fewer when the response buffer cannot hold them and an output),
@@ -62,6 +65,10 @@ typedef struct tf_device {
   uint16_t (*profile_count)(void* ctx, uint32_t* tick_hz);
   // Ticks op `op` took in the last inference.
   uint32_t (*profile_ticks)(void* ctx, uint16_t op);
+  // Output `index` of op `op` after the last inference: its bytes (kept until the next inference) and
+  // TFLite type. Returns 0, 1 when the op has no such output, 2 when this build keeps no intermediate
+  // tensors (TFLM reuses their memory). NULL: always 2.
+  int (*tensor)(void* ctx, uint16_t op, uint8_t index, const uint8_t** data, uint32_t* len, uint8_t* dtype);
   size_t input_bytes;  // an INFER payload must be exactly this long
   size_t output_bytes;  // what infer writes: BENCH needs room for it after the timings
 } tf_device_t;

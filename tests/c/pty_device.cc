@@ -95,6 +95,17 @@ uint16_t profile_count(void*, uint32_t* tick_hz) {
 
 uint32_t profile_ticks(void*, uint16_t op) { return 1000u * (op + 1u); }
 
+// Two "ops": op 0's output is the input, op 1's the model's output; 700 bytes of op 0 output 1 test chunking.
+uint8_t g_big[700];
+
+int tensor(void*, uint16_t op, uint8_t index, const uint8_t** data, uint32_t* len, uint8_t* dtype) {
+  *dtype = 9;
+  if (op == 0 && index == 0) *data = g_input, *len = 16;
+  else if (op == 0 && index == 1) *data = g_big, *len = sizeof(g_big);
+  else return 1;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -120,7 +131,8 @@ int main(int argc, char** argv) {
   fflush(stdout);
 
   static uint8_t rx[256], body[512], tx[TF_ENCODED_SIZE(512 + TF_FRAME_OVERHEAD)];
-  tf_device_t dev = {nullptr, write_all, hello, infer, profile_count, profile_ticks, 16, 4};
+  for (size_t i = 0; i < sizeof(g_big); ++i) g_big[i] = (uint8_t)(i * 7);
+  tf_device_t dev = {nullptr, write_all, hello, infer, profile_count, profile_ticks, tensor, 16, 4};
   tf_server_t server;
   tf_server_init(&server, &dev, rx, sizeof(rx), body, sizeof(body), tx, sizeof(tx));
   const char boot_log[] = "I (42) boot: test device starting\r\nsome printf noise\r\n";

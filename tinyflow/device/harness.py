@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +57,35 @@ class OpTime:
 
 
 @dataclass(frozen=True)
+class LayerDiff:
+    index: int
+    op: str
+    elements: int
+    max_lsb_diff: int | None  # None: the device's tensor is not the size the host's is
+    equal_share: float
+
+
+@dataclass(frozen=True)
+class PerLayer:
+    """Every op's output on the device against the host TFLM's, over ``inputs`` inputs."""
+
+    inputs: int
+    source: str  # "x_test" or "random int8 (seed 0)"
+    ops: tuple[LayerDiff, ...]
+
+    @property
+    def first_divergent_op(self) -> LayerDiff | None:
+        return next((d for d in self.ops if d.max_lsb_diff != 0), None)
+
+    def to_json(self) -> dict:
+        first = self.first_divergent_op
+        return {"inputs": self.inputs, "source": self.source,
+                "first_divergent_op": None if first is None else {"index": first.index, "op": first.op},
+                "ops": [{"index": d.index, "op": d.op, "elements": d.elements, "max_lsb_diff": d.max_lsb_diff,
+                         "equal_share": round(d.equal_share, 4)} for d in self.ops]}
+
+
+@dataclass(frozen=True)
 class Measurement:
     kind: str  # "hardware" or "simulated"
     hello: Hello
@@ -73,6 +103,7 @@ class Measurement:
     resets: int
     retries: int
     samples_per_s: float | None
+    per_layer: PerLayer | None = None
 
     @property
     def versions(self) -> dict[str, str]:
@@ -113,6 +144,7 @@ class Measurement:
             "resets": self.resets,
             "retries": self.retries,
             "samples_per_s": None if self.samples_per_s is None else round(self.samples_per_s, 1),
+            "per_layer": None if self.per_layer is None else self.per_layer.to_json(),
         }
 
 
@@ -189,9 +221,81 @@ def _inputs(graph: ModelGraph, data: Dataset, limit: int | None) -> np.ndarray:
     return quantize(data.x_test[:n], t)
 
 
+def _np_dtype(dtype: str) -> Any:
+    return {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "INT32": np.int32, "FLOAT32": np.float32,
+            "INT64": np.int64, "BOOL": np.uint8}.get(dtype, np.uint8)
+
+
+def _per_layer_inputs(graph: ModelGraph, data: Dataset | None, n: int) -> tuple[list[list[np.ndarray]], str]:
+    """``n`` inputs for the per-layer comparison: x_test's first samples, else seeded random int8."""
+    in_t = graph.input_tensors()
+    if data is not None and len(in_t) == 1:
+        xq = _inputs(graph, data, n)
+        return [[x.reshape(in_t[0].shape)] for x in xq], "x_test"
+    rng = np.random.default_rng(0)
+    samples = []
+    for _ in range(n):
+        sample = []
+        for t in in_t:
+            info = np.iinfo(_np_dtype(t.dtype)) if t.dtype != "FLOAT32" else None
+            sample.append(rng.integers(info.min, info.max + 1, size=t.shape).astype(_np_dtype(t.dtype)) if info
+                          else rng.normal(size=t.shape).astype(np.float32))
+        samples.append(sample)
+    return samples, "random (seed 0)"
+
+
+def compare_layers(session: _Session, graph: ModelGraph, tflite: bytes, samples: list[list[np.ndarray]],
+                   source: str) -> PerLayer:
+    """Run each sample on the device and on the host TFLM (preserve-all-tensors), and compare every op's
+    first output. In-process: the model already ran on the host TFLM for the accuracy part (in a child
+    process), so a model TFLM cannot run does not get this far."""
+    from tflite_micro import runtime
+
+    link = session.link
+    ops = graph.main.operators
+    room = sum(t.bytes for t in graph.main.tensors) + len(tflite) + 256 * 1024
+    host = runtime.Interpreter.from_bytes(tflite, arena_size=room,
+                                          intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+    worst: list[int | None] = [0] * len(ops)
+    equal = [0] * len(ops)
+    count = [0] * len(ops)
+    for sample in samples:
+        for i, x in enumerate(sample):
+            host.set_input(x, i)
+        host.invoke()
+        payload = b"".join(np.ascontiguousarray(x).tobytes() for x in sample)
+
+        def on_device(payload: bytes = payload) -> list[bytes]:
+            link.infer(payload)  # after a reset both run again: the tensors are of this input
+            return [link.tensor(k, 0).data for k in range(len(ops))]
+
+        device = session.call(on_device)
+        for k, op in enumerate(ops):
+            t = graph.main.tensors[op.outputs[0]]
+            want = np.ascontiguousarray(host.GetTensor(op.outputs[0], 0)["tensor_data"]).reshape(-1)
+            dtype = _np_dtype(t.dtype)
+            got = device[k]
+            if len(got) != want.nbytes:
+                worst[k] = None
+                count[k] += want.size
+                continue
+            a = np.frombuffer(got, dtype=dtype).astype(np.int64 if dtype != np.float32 else np.float64)
+            b = want.view(dtype).astype(a.dtype)
+            diff = np.abs(a - b)
+            if worst[k] is not None:
+                worst[k] = max(worst[k], int(np.ceil(diff.max())) if diff.size else 0)
+            equal[k] += int(np.sum(diff == 0))
+            count[k] += diff.size
+    return PerLayer(len(samples), source, tuple(
+        LayerDiff(k, op.name, count[k] // max(len(samples), 1), worst[k], equal[k] / count[k] if count[k] else 1.0)
+        for k, op in enumerate(ops)))
+
+
 def measure(link: Link, graph: ModelGraph, tflite: bytes, data: Dataset | None = None, runs: int = 50,
             warmup: int = 5, limit: int | None = None, host_outputs: np.ndarray | None = None,
-            logs: list[str] | None = None, progress: ProgressFn | None = None) -> Measurement:
+            logs: list[str] | None = None, progress: ProgressFn | None = None,
+            per_layer: int = 0) -> Measurement:
+    """``per_layer``: also compare every op's output with the host's over this many inputs (0: not)."""
     """Run the whole measurement over ``link``; ``host_outputs``: the host TFLM's raw outputs for x_test."""
     logs = logs if logs is not None else []
     session = _Session(link, graph, logs)
@@ -261,14 +365,19 @@ def measure(link: Link, graph: ModelGraph, tflite: bytes, data: Dataset | None =
             raise
         note = ("the simulated board has no per-op profiler (the tflite-micro Python interpreter does not time "
                 "ops)" if hello.simulated else str(e))
+    layers = None
+    if per_layer:
+        samples, source = _per_layer_inputs(graph, data, per_layer)
+        layers = compare_layers(session, graph, tflite, samples, source)
     return Measurement(kind, hello, latency, cycles, runs, profile, note, n, accuracy, mse, auc, bit_exact, max_lsb,
-                       session.resets, link.retried - retries_before, rate)
+                       session.resets, link.retried - retries_before, rate, layers)
 
 
 def measure_on(port: str | None, model_path: str | Path, graph: ModelGraph, tflite: bytes, board: Board,
                data: Dataset | None = None, runs: int = 50, warmup: int = 5, limit: int | None = None,
                host_outputs: np.ndarray | None = None, progress: ProgressFn | None = None,
-               on_log: Callable[[str], None] | None = None, timeout_s: float = 2.0) -> Measurement:
+               on_log: Callable[[str], None] | None = None, timeout_s: float = 2.0,
+               per_layer: int = 0) -> Measurement:
     """``port``: a serial port path, "auto" (find the board by USB id), or None/"sim" for the simulated board."""
     from .ports import find_port, open_port
     from .simulator import SimProcess
@@ -286,7 +395,8 @@ def measure_on(port: str | None, model_path: str | Path, graph: ModelGraph, tfli
             try:
                 link = Link(serial_port, timeout_s=timeout_s, bytes_per_s=1e6, on_log=log)
                 link.wait_hello(10)
-                return measure(link, graph, tflite, data, runs, warmup, limit, host_outputs, logs, progress)
+                return measure(link, graph, tflite, data, runs, warmup, limit, host_outputs, logs, progress,
+                               per_layer)
             finally:
                 serial_port.close()
     path = find_port(board) if port == "auto" else port
@@ -294,6 +404,6 @@ def measure_on(port: str | None, model_path: str | Path, graph: ModelGraph, tfli
     try:
         link = Link(serial_port, timeout_s=timeout_s, bytes_per_s=max(board.monitor_speed / 10, 11_520), on_log=log)
         link.wait_hello(10)
-        return measure(link, graph, tflite, data, runs, warmup, limit, host_outputs, logs, progress)
+        return measure(link, graph, tflite, data, runs, warmup, limit, host_outputs, logs, progress, per_layer)
     finally:
         serial_port.close()

@@ -35,6 +35,7 @@ from ..protocol import (
     MAX_BENCH_RUNS,
     PROTOCOL_VERSION,
     SETUP,
+    TENSOR_TYPE_CODES,
     Decoder,
     Frame,
     Hello,
@@ -81,9 +82,14 @@ class Model:
     """The TFLM interpreter for one model, with the sim board's arena. A set-up that fails (an arena too
     small) does not raise: like the firmware, the board then answers HELLO with the status and TFLM's log."""
 
-    def __init__(self, data: bytes, arena: int):
+    def __init__(self, data: bytes, arena: int, fault_op: int | None = None):
         from tflite_micro import runtime
 
+        self.data = data
+        self.fault_op = fault_op  # a board that computes op K wrong (for testing `measure --per-layer`)
+        self._debug = None  # the preserve-all-tensors interpreter TENSOR_READ reads, made at its first use
+        self._debug_of = -1  # which inference the debug interpreter last ran
+        self._runs = 0
         self.graph: ModelGraph = read_graph(data)
         self.inputs = self.graph.input_tensors()
         self.outputs = self.graph.output_tensors()
@@ -119,7 +125,46 @@ class Model:
         elapsed = (time.perf_counter_ns() - start) // 1000
         out = b"".join(np.ascontiguousarray(self.interpreter.get_output(i)).tobytes()
                        for i in range(len(self.outputs)))
+        self._runs += 1
+        if self.fault_op is not None and self.fault_op < len(self.graph.main.operators):
+            out = _perturbed(out)  # the fault reaches the model's outputs too
         return out, int(elapsed)
+
+    def tensor(self, op: int, index: int) -> tuple[int, bytes, int]:
+        """(0, bytes, TFLite type code) of output ``index`` of op ``op`` after the last inference; (1, ...) when
+        the op has no such output. Read from a second interpreter in TFLM's preserve-all-tensors mode, run on
+        the same input: the board's own interpreter reuses tensor memory, as the firmware's does."""
+        from tflite_micro import runtime
+
+        ops = self.graph.main.operators
+        if op >= len(ops) or index >= len(ops[op].outputs):
+            return 1, b"", 0
+        if self._debug is None:
+            # Every tensor has its own memory in this mode: room for all of them beside the planned arena.
+            room = self.arena + sum(t.bytes for t in self.graph.main.tensors) + 64 * 1024
+            self._debug = runtime.Interpreter.from_bytes(self.data, arena_size=room,
+                                                         intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+        if self._debug_of != self._runs:
+            inputs = self._last or [np.zeros(t.shape, dtype=_np_type(t)) for t in self.inputs]
+            for i, a in enumerate(inputs):
+                self._debug.set_input(a, i)
+            self._debug.invoke()
+            self._debug_of = self._runs
+        tensor_index = ops[op].outputs[index]
+        raw = np.ascontiguousarray(self._debug.GetTensor(tensor_index, 0)["tensor_data"]).tobytes()
+        if self.fault_op is not None and op >= self.fault_op:
+            # The Python interpreter cannot change a tensor in the middle of invoke(): op K's output and every
+            # later op's show the fault, as they would when op K computed wrong on a board.
+            raw = _perturbed(raw)
+        return 0, raw, TENSOR_TYPE_CODES.get(self.graph.main.tensors[tensor_index].dtype.lower(), 0)
+
+
+def _perturbed(raw: bytes) -> bytes:
+    """+1 LSB on every fifth byte (an int8 tensor's elements): the simulated fault."""
+    out = bytearray(raw)
+    for i in range(0, len(out), 5):
+        out[i] = (out[i] + 1) & 0xFF
+    return bytes(out)
 
 
 def _np_type(t: Tensor) -> Any:
@@ -174,11 +219,14 @@ _INFER = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c
                           ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint32))
 _PCOUNT = ctypes.CFUNCTYPE(ctypes.c_uint16, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32))
 _PTICKS = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p, ctypes.c_uint16)
+_TENSOR = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_uint16, ctypes.c_uint8,
+                           ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_uint32),
+                           ctypes.POINTER(ctypes.c_uint8))
 
 
 class _Device(ctypes.Structure):
     _fields_ = [("ctx", ctypes.c_void_p), ("write", _WRITE), ("hello", _HELLO), ("infer", _INFER),
-                ("profile_count", ctypes.c_void_p), ("profile_ticks", ctypes.c_void_p),
+                ("profile_count", ctypes.c_void_p), ("profile_ticks", ctypes.c_void_p), ("tensor", _TENSOR),
                 ("input_bytes", ctypes.c_size_t), ("output_bytes", ctypes.c_size_t)]
 
 
@@ -233,7 +281,9 @@ class CServer:
         self._body = ctypes.create_string_buffer(body)
         self._tx = ctypes.create_string_buffer(body + body // 254 + 16)
         self._callbacks = (_WRITE(self._write), _HELLO(self._hello), _INFER(self._infer))
-        self.device = _Device(None, *self._callbacks, None, None, m.input_bytes, m.output_bytes)
+        self._tensor_cb = _TENSOR(self._tensor)
+        self._tensor_bytes = ctypes.create_string_buffer(1)  # the last tensor read, alive until the next
+        self.device = _Device(None, *self._callbacks, None, None, self._tensor_cb, m.input_bytes, m.output_bytes)
         self.server = _Server()
         self.reset()
 
@@ -266,6 +316,19 @@ class CServer:
             return 1
         ctypes.memmove(out, result, len(result))
         out_len[0], micros[0], cycles[0] = len(result), us, 0
+        return 0
+
+
+    def _tensor(self, ctx, op, index, data, length, dtype) -> int:
+        try:
+            found, raw, code = self.board.model.tensor(op, index)
+        except Exception:  # a model that is not set up keeps no tensors, as a firmware whose set-up failed
+            return 2
+        if found:
+            return found
+        self._tensor_bytes = ctypes.create_string_buffer(raw, max(len(raw), 1))
+        data[0] = ctypes.cast(self._tensor_bytes, ctypes.c_void_p).value
+        length[0], dtype[0] = len(raw), code
         return 0
 
 
@@ -331,6 +394,21 @@ class PyServer:
             self._reply(req, Msg.BENCH_RESULT, struct.pack(f"<BH{runs}I{runs}I", 0, runs, *times, *([0] * runs)))
         elif req.type == Msg.PROFILE:
             self._error(req, 5, "this device has no per-op profiler")
+        elif req.type == Msg.TENSOR_READ:
+            if len(req.payload) != 9:
+                return self._error(req, 2, "TENSOR_READ payload is op:u16 index:u8 offset:u32 length:u16")
+            op, index, offset, length = struct.unpack("<HBIH", req.payload)
+            try:
+                found, raw, code = m.tensor(op, index)
+            except Exception:  # as CServer._tensor
+                found, raw, code = 2, b"", 0
+            if found == 1:
+                return self._error(req, 6, "the model has no such op output")
+            if found:
+                return self._error(req, 6, "this firmware keeps no intermediate tensors")
+            room = self.board.body_bytes - 11 - 10  # as the C module: what its response buffer holds
+            chunk = raw[offset:offset + min(length, room)] if offset < len(raw) else b""
+            self._reply(req, Msg.TENSOR_DATA, struct.pack("<BBII", 0, code, len(raw), offset) + chunk)
         else:
             self._error(req, 1, "unknown message type")
 
@@ -349,7 +427,8 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(0)
 
 
-def serve(model_path: str, arena: int | None, use_c: bool = True, parent_pid: int | None = None) -> None:
+def serve(model_path: str, arena: int | None, use_c: bool = True, parent_pid: int | None = None,
+          fault_op: int | None = None) -> None:
     """Serve the protocol on a new pty until SIGTERM/SIGINT; print the pty path first. With ``parent_pid``
     (a ``SimProcess`` child) also until that parent is gone or closes our stdin."""
     from ..plan import plan_graph
@@ -369,7 +448,7 @@ def serve(model_path: str, arena: int | None, use_c: bool = True, parent_pid: in
             except BlockingIOError:
                 time.sleep(0.001)
 
-    board = SimBoard(Model(data, arena), write)
+    board = SimBoard(Model(data, arena, fault_op), write)
     lib = build_protocol_library() if use_c else None
     server: CServer | PyServer = CServer(lib, board) if lib else PyServer(board)
     reset = {"pending": False}
@@ -417,10 +496,11 @@ class SimProcess:
     """
 
     def __init__(self, model_path: str | Path, arena: int | None = None, python_server: bool = False,
-                 start_timeout_s: float = 60.0, arena_size: int | None = None):
+                 start_timeout_s: float = 60.0, arena_size: int | None = None, fault_op: int | None = None):
         self.model_path = str(model_path)
         self.arena = arena_size or arena  # arena_size: the name `tinyflow simulate --arena-size` uses
         self.python_server = python_server
+        self.fault_op = fault_op
         self.start_timeout_s = start_timeout_s
         self.proc: subprocess.Popen | None = None
         self.port = ""
@@ -435,6 +515,8 @@ class SimProcess:
             cmd += ["--arena-size", str(self.arena)]
         if self.python_server:
             cmd.append("--python-server")
+        if self.fault_op is not None:
+            cmd += ["--fault-op", str(self.fault_op)]
         # stdin is a pipe only we hold: when this process dies, however, the child reads EOF and stops.
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
@@ -472,11 +554,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="arena bytes (default: the planned minimum for the sim board); below what TFLM needs, the "
                          "board fails its set-up as a board would")
     ap.add_argument("--python-server", action="store_true", help="answer with the Python server, not the C module")
+    ap.add_argument("--fault-op", type=int, metavar="K", help="a faulty board: op K's output (and every later op's) "
+                                                              "is off by 1 LSB in some elements")
     ap.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # set by SimProcess: die with it
     args = ap.parse_args(argv)
     if args.parent_pid is not None:
         die_with_parent(args.parent_pid)
-    serve(args.model, args.arena, use_c=not args.python_server, parent_pid=args.parent_pid)
+    serve(args.model, args.arena, use_c=not args.python_server, parent_pid=args.parent_pid, fault_op=args.fault_op)
     return 0
 
 

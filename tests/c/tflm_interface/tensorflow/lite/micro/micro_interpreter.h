@@ -34,8 +34,10 @@ inline void DebugLogLikeTflm(const char* format, ...) {  // TFLM's reference deb
 class MicroInterpreter {
  public:
   MicroInterpreter(const Model*, const MicroOpResolver&, uint8_t* arena, size_t arena_bytes, void*,
-                   MicroProfilerInterface* profiler)
-      : arena_(arena), arena_bytes_(arena_bytes), profiler_(profiler) {}
+                   MicroProfilerInterface* profiler, bool preserve_all_tensors)
+      : arena_(arena), arena_bytes_(arena_bytes), profiler_(profiler) {
+    (void)preserve_all_tensors;
+  }
   // TINYFLOW_TEST_NEEDS: the arena this "model" needs (TFLM's own accounting in the real thing).
   TfLiteStatus AllocateTensors() {
     const char* needs = getenv("TINYFLOW_TEST_NEEDS");
