@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -16,45 +17,58 @@ from tinyflow.boards import find_board
 from tinyflow.firmware.project import generate, self_test_vectors
 from tinyflow.graph.reader import read_graph
 from tinyflow.plan.assessment import assess
-from tinyflow.protocol import SETUP, Decoder, Frame, Msg, parse_hello
+from tinyflow.protocol import (
+    SETUP,
+    Decoder,
+    Frame,
+    Msg,
+    TensorData,
+    encode_frame,
+    parse_error,
+    parse_hello,
+    parse_tensor_data,
+)
 
 HERE = Path(__file__).parent
 
 
-@pytest.fixture(scope="module", params=[0, 2], ids=["no self-test", "self-test"])
-def app(request, corpus_model, tmp_path_factory) -> tuple[Path, int]:
+@pytest.fixture(scope="module", params=[(0, False), (2, False), (0, True)],
+                ids=["no self-test", "self-test", "keep tensors"])
+def app(request, corpus_model, tmp_path_factory) -> tuple[Path, int, bool]:
     if shutil.which("g++") is None:
         pytest.skip("g++ is not installed")
     data = corpus_model("cnn_pool")
     graph = read_graph(data)
     d = tmp_path_factory.mktemp("app")
     # Without vectors model_data.h declares no self-test arrays: the app must compile both ways.
-    vectors = self_test_vectors(data, graph, request.param, None)
+    count, keep = request.param
+    vectors = self_test_vectors(data, graph, count, None)
     project = generate(graph, data, assess(graph, find_board("esp32s3")), d / "fw", "cnn_pool", self_test=vectors)
     src = project.platformio / "src"
     exe = d / "app"
     proc = subprocess.run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", f"-I{src}",
                            f"-I{HERE / 'c' / 'tflm_interface'}", "-DTINYFLOW_BUILD_ESP_NN=\"1.1.2\"",
+                           *(["-DTINYFLOW_KEEP_TENSORS"] if keep else []),
                            str(HERE / "c" / "host_app_main.cc"), str(src / "tinyflow_app.cc"),
                            str(src / "tinyflow_protocol.cc"), str(src / "model_data.cc"), "-o", str(exe)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     arena = int(next(line for line in (src / "tinyflow_config.h").read_text().splitlines()
                      if "kTinyflowArenaBytes =" in line).split("=")[1].strip(" ;"))
-    return exe, arena
+    return exe, arena, keep
 
 
-def _boot(exe: Path, needs: int) -> tuple[int, list, str]:
+def _boot(exe: Path, needs: int, requests: bytes = b"") -> tuple[int, list, str, list[Frame]]:
     proc = subprocess.run([str(exe)], capture_output=True, env={**os.environ, "TINYFLOW_TEST_NEEDS": str(needs)},
-                          timeout=60)
-    items = list(Decoder().feed(proc.stdout))
-    hellos = [parse_hello(x.payload) for x in items if isinstance(x, Frame) and x.type == Msg.HELLO]
-    return proc.returncode, hellos, proc.stderr.decode()
+                          input=requests, timeout=60)
+    frames = [x for x in Decoder().feed(proc.stdout) if isinstance(x, Frame)]
+    hellos = [parse_hello(x.payload) for x in frames if x.type == Msg.HELLO]
+    return proc.returncode, hellos, proc.stderr.decode(), [f for f in frames if f.type != Msg.HELLO]
 
 
 def test_a_failed_allocation_reaches_hello_in_tflms_words(app):
-    exe, arena = app
-    code, hellos, stderr = _boot(exe, arena + 300)
+    exe, arena, _ = app
+    code, hellos, stderr, _ = _boot(exe, arena + 300)
     assert code == 4 and len(hellos) == 1
     hello = hellos[0]
     assert hello.setup_status == SETUP.ALLOCATE and hello.arena_bytes == arena and hello.arena_used_bytes == 0
@@ -67,9 +81,24 @@ def test_a_failed_allocation_reaches_hello_in_tflms_words(app):
 
 
 def test_a_ready_setup_says_so_with_the_arena_used(app):
-    exe, arena = app
-    code, hellos, _ = _boot(exe, arena - 100)
+    exe, arena, _ = app
+    code, hellos, _, _ = _boot(exe, arena - 100)
     assert code == 0 and len(hellos) == 1
     h = hellos[0]
     assert (h.setup_status, h.setup_message, h.arena_used_bytes, h.arena_needed_bytes) == (SETUP.READY, "",
                                                                                            arena - 100, arena - 100)
+
+
+def test_tensor_read_needs_the_keep_tensors_build(app):
+    exe, arena, keep = app
+    requests = b"".join(encode_frame(Msg.TENSOR_READ, seq, struct.pack("<HBIH", op, 0, 0, 100))
+                        for seq, op in ((1, 1), (2, 3)))
+    code, _, _, answers = _boot(exe, arena - 100, requests)
+    assert code == 0 and len(answers) == 2
+    if keep:  # the stand-in's op 1 writes tensor 5: 6 bytes of 6
+        assert answers[0].type == Msg.TENSOR_DATA
+        assert parse_tensor_data(answers[0].payload) == TensorData("int8", 6, 0, bytes([6] * 6))
+        assert answers[1].type == Msg.ERROR
+        assert parse_error(answers[1].payload) == (6, "the model has no such op output")
+    else:
+        assert [parse_error(a.payload) for a in answers] == [(6, "this firmware keeps no intermediate tensors")] * 2

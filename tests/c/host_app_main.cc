@@ -1,5 +1,6 @@
 // The real tinyflow_app.cc on the host: a platform layer that writes the protocol's frames to stdout, and a
-// main that runs set-up (which announces HELLO) and exits. Used by tests/test_app_setup.py.
+// main that runs set-up (which announces HELLO), then serves the requests on stdin until it ends. Used by
+// tests/test_app_setup.py.
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -7,7 +8,7 @@
 #include "tinyflow_platform.h"
 
 void tf_platform_init(void) {}
-size_t tf_platform_read(uint8_t*, size_t) { return 0; }
+size_t tf_platform_read(uint8_t* buf, size_t cap) { return fread(buf, 1, cap, stdin); }
 void tf_platform_write(const uint8_t* data, size_t len) { fwrite(data, 1, len, stdout); }
 void tf_platform_log(const char* line) { fprintf(stdout, "%s\r\n", line); }
 uint64_t tf_platform_micros(void) { return 0; }
@@ -22,6 +23,7 @@ int main() {
   tf_platform_init();
   const int status = tf_app_setup();
   fprintf(stderr, "after set-up: stderr is the process's own again\n");
+  while (!feof(stdin) && !ferror(stdin)) tf_app_poll();
   fflush(stdout);
   return status;
 }

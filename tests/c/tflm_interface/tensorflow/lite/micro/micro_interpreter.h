@@ -22,6 +22,15 @@ struct TfLiteTensor {
   size_t bytes;
 };
 
+enum TfLiteType { kTfLiteInt8 = 9 };
+struct TfLiteEvalTensor {
+  union {
+    char* raw;
+  } data;
+  TfLiteType type;
+  size_t bytes;  // the stand-in's own: TFLM computes it from dims (TfLiteEvalTensorByteLength)
+};
+
 namespace tflite {
 
 inline void DebugLogLikeTflm(const char* format, ...) {  // TFLM's reference debug_log.cc
@@ -34,10 +43,8 @@ inline void DebugLogLikeTflm(const char* format, ...) {  // TFLM's reference deb
 class MicroInterpreter {
  public:
   MicroInterpreter(const Model*, const MicroOpResolver&, uint8_t* arena, size_t arena_bytes, void*,
-                   MicroProfilerInterface* profiler, bool preserve_all_tensors)
-      : arena_(arena), arena_bytes_(arena_bytes), profiler_(profiler) {
-    (void)preserve_all_tensors;
-  }
+                   MicroProfilerInterface* profiler, bool preserve_all_tensors = false)
+      : arena_(arena), arena_bytes_(arena_bytes), profiler_(profiler), preserve_(preserve_all_tensors) {}
   // TINYFLOW_TEST_NEEDS: the arena this "model" needs (TFLM's own accounting in the real thing).
   TfLiteStatus AllocateTensors() {
     const char* needs = getenv("TINYFLOW_TEST_NEEDS");
@@ -60,13 +67,25 @@ class MicroInterpreter {
   TfLiteTensor* input(size_t) { return &tensor_; }
   TfLiteTensor* output(size_t) { return &tensor_; }
   size_t arena_used_bytes() const { return used_; }
+  // Preserve-all-tensors mode: tensor i holds i + 1 in each of its i + 1 bytes (type int8).
+  TfLiteEvalTensor* GetTensor(int tensor_index, int subgraph_index = 0) {
+    if (!preserve_ || subgraph_index != 0 || tensor_index < 0 || tensor_index >= 32) return nullptr;
+    eval_.bytes = (size_t)tensor_index + 1;
+    for (size_t i = 0; i < eval_.bytes; ++i) eval_storage_[i] = (char)(tensor_index + 1);
+    eval_.data.raw = eval_storage_;
+    eval_.type = kTfLiteInt8;
+    return &eval_;
+  }
 
  private:
   uint8_t* arena_;
   size_t arena_bytes_;
   MicroProfilerInterface* profiler_;
+  bool preserve_;
   size_t used_ = 0;
   TfLiteTensor tensor_ = {};
+  TfLiteEvalTensor eval_ = {};
+  char eval_storage_[32] = {};
 };
 
 }  // namespace tflite
