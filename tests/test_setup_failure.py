@@ -83,3 +83,39 @@ def test_a_clean_simulated_board_reports_ready_and_its_versions(model):
             port.close()
     assert (hello.setup_status, hello.setup_message, hello.arena_bytes) == (SETUP.READY, "", planned)
     assert hello.versions["esp_idf"] == "host" and hello.versions["esp_tflite_micro"].startswith("tflite-micro ")
+
+
+def _failed_board(graph, status: int, message: str):
+    from tinyflow.device.simulator import _tensor_info
+    from tinyflow.protocol import PROTOCOL_VERSION, Hello, Msg, encode_frame
+
+    hello = Hello(PROTOCOL_VERSION, 0, 9, graph.sha256, 240, 30000, 0, "sram", 0, 0, "esp32s3", "esp-tflite-micro",
+                  tuple(_tensor_info(t) for t in graph.input_tensors()),
+                  tuple(_tensor_info(t) for t in graph.output_tensors()), status, message, 0,
+                  {"esp_idf": "v5.1.2"}).pack()
+
+    def answer(req):
+        if req.type == Msg.HELLO_REQ:
+            return encode_frame(Msg.HELLO, req.seq, hello)
+        return encode_frame(Msg.ERROR, req.seq, b"\x03\x0fInvoke() failed")
+    return answer
+
+
+@pytest.mark.parametrize("status, message, expected", [
+    (SETUP.ALLOCATE, "Didn't find op for builtin opcode 'CONV_2D' version '3'\nFailed to get registration",
+     "the board's TFLM has no kernel for CONV_2D: the firmware's op resolver lacks it"),
+    (SETUP.SCHEMA, "tinyflow: model schema version 2, this TFLM reads version 3",
+     "the model's flatbuffer schema is not the one the board's TFLM reads (TFLM: tinyflow: model schema version 2"),
+    (SETUP.NO_ARENA, "tinyflow: cannot allocate the 30000-byte arena in internal SRAM",
+     "the board could not allocate its 30,000 B arena"),
+    (SETUP.ALLOCATE, "", "AllocateTensors() failed on the board with a 30,000 B arena (the firmware kept no log"),
+])
+def test_each_setup_failure_is_one_line_with_its_fix(model, capsys, status, message, expected):
+    from tests.fault_proxy import ScriptedDevice
+
+    path, _ = model
+    graph = read_graph(path.read_bytes())
+    with ScriptedDevice(_failed_board(graph, status, message)) as dev:
+        line = _measure_fails(capsys, path, dev.path)
+    assert expected in line and "\n" not in line
+    assert any(fix in line for fix in ("tinyflow generate", "re-generate", "convert the model"))

@@ -180,8 +180,9 @@ def setup_failure(hello: Hello) -> str:
             fix = ("re-generate with a larger arena (tinyflow generate MODEL, with a larger arena_margin_bytes in "
                    "the board file) and flash it")
         if needed:
+            tflm = f"; TFLM: {_first_line(text)}" if text else ""
             return (f"the board's arena is {hello.arena_bytes:,} B but TFLM needs at least {needed:,} B (it was "
-                    f"{needed - hello.arena_bytes:,} B short when AllocateTensors() failed){said}: {fix}")
+                    f"{needed - hello.arena_bytes:,} B short when AllocateTensors() failed{tflm}): {fix}")
         return f"AllocateTensors() failed on the board with a {hello.arena_bytes:,} B arena{said}: {fix}"
     return f"the firmware's set-up failed with status {hello.setup_status}, which this tinyflow does not know{said}; " \
            f"{REFLASH}"
