@@ -19,7 +19,7 @@ import numpy as np
 from ..boards import Board
 from ..errors import DeviceError
 from ..graph import ModelGraph, dequantize, quantize
-from ..model import Dataset, class_ids, roc_auc, run_model, sample_errors
+from ..model import Dataset, check_runs, class_ids, roc_auc, run_model, sample_errors
 from ..protocol import PROTOCOL_VERSION, REFLASH, SETUP, Hello, arena_missing_bytes, version_mismatch
 from .link import DeviceReset, Link
 
@@ -248,9 +248,11 @@ def _per_layer_inputs(graph: ModelGraph, data: Dataset | None, n: int) -> tuple[
 def compare_layers(session: _Session, graph: ModelGraph, tflite: bytes, samples: list[list[np.ndarray]],
                    source: str) -> PerLayer:
     """Run each sample on the device and on the host TFLM (preserve-all-tensors), and compare every op's
-    first output. In-process: the model already ran on the host TFLM for the accuracy part (in a child
-    process), so a model TFLM cannot run does not get this far."""
+    first output. The host interpreter runs in this process: ``check_runs`` first builds and invokes the
+    model in a child, so a model TFLM would crash on is an error here, not an abort of tinyflow."""
     from tflite_micro import runtime
+
+    check_runs(tflite, "the model")
 
     link = session.link
     ops = graph.main.operators
