@@ -22,9 +22,9 @@ def model(corpus_model, tmp_path_factory):
     return path, read_graph(data)
 
 
-def _per_layer(capsys, path, port) -> dict:
+def _per_layer(capsys, path, port, *extra: str) -> dict:
     assert main(["measure", str(path), "--port", port, "--board", "sim", "--runs", "2", "--per-layer",
-                 "--json"]) == 0
+                 "--json", *extra]) == 0
     return json.loads(capsys.readouterr().out)["per_layer"]
 
 
@@ -63,3 +63,17 @@ def test_the_table_names_the_first_divergent_op(model, capsys):
     out = capsys.readouterr().out
     assert f"first divergent op: #4 {graph.main.operators[4].name}" in out
     assert "1 input" in out and "1 inputs" not in out
+
+
+def test_per_layer_takes_its_inputs_from_x_test(model, capsys, tmp_path):
+    import numpy as np
+
+    path, graph = model
+    rng = np.random.default_rng(1)
+    npz = tmp_path / "data.npz"
+    np.savez(npz, x_train=rng.normal(size=(4, 28, 28, 1)).astype("float32"), y_train=rng.integers(0, 10, 4),
+             x_test=rng.normal(size=(5, 28, 28, 1)).astype("float32"), y_test=rng.integers(0, 10, 5))
+    with SimProcess(path, fault_op=0) as sim:
+        layers = _per_layer(capsys, path, sim.port, "--data", str(npz), "--per-layer-inputs", "2")
+    assert (layers["inputs"], layers["source"]) == (2, "x_test")
+    assert layers["first_divergent_op"] == {"index": 0, "op": graph.main.operators[0].name}
