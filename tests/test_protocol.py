@@ -212,10 +212,10 @@ def test_an_unexpected_answer_is_one_device_error_naming_the_fix(call, msg_type,
 
 
 def test_a_boot_hello_of_another_version_is_the_version_message():
-    with ScriptedDevice(_answer(Msg.HELLO_REQ, _hello(3)), boot=encode_frame(Msg.HELLO, 0, _hello(3))) as dev:
+    with ScriptedDevice(_answer(Msg.HELLO_REQ, _hello(2)), boot=encode_frame(Msg.HELLO, 0, _hello(2))) as dev:
         port = serial.Serial(dev.path, 115200, timeout=0.05)
         try:
-            with pytest.raises(DeviceError, match="protocol version 3, this tinyflow speaks"):
+            with pytest.raises(DeviceError, match="protocol version 2, this tinyflow speaks"):
                 Link(port, timeout_s=0.5, bytes_per_s=1e6).wait_hello(5)
         finally:
             port.close()
@@ -321,7 +321,7 @@ def _streams(in_bytes: int, out_bytes: int) -> list[tuple[str, list[bytes], list
         ("bench payload too short", [encode_frame(Msg.BENCH, 1, b"\x01\x00\x01")], [(err, 2)]),
         ("bench payload too long", [encode_frame(Msg.BENCH, 1, bytes(5))], [(err, 2)]),
         ("profile", [encode_frame(Msg.PROFILE, 9)], [(err, 5)]),
-        ("unknown request type", [encode_frame(0x05, 1)], [(err, 1)]),
+        ("unknown request type", [encode_frame(0x06, 1)], [(err, 1)]),
         ("a device's type sent to the device", [encode_frame(Msg.INFER_RESULT, 1, bytes(9))], [(err, 1)]),
         ("type 0", [encode_frame(0x00, 1, b"abc")], [(err, 1)]),
         ("log text not yet delimited", [b"I (12) boot: noise\r\n"], []),
@@ -334,6 +334,17 @@ def _streams(in_bytes: int, out_bytes: int) -> list[tuple[str, list[bytes], list
         ("a lone COBS code byte", [b"\x01\x00"], [nak]),
         ("garbage, then a good frame", [b"\x13\x37garbage\x00", encode_frame(Msg.HELLO_REQ, 6)],
          [nak, (Msg.HELLO, ok)]),
+        ("tensor read", [encode_frame(Msg.TENSOR_READ, 1, struct.pack("<HBIH", 0, 0, 0, 4096))],
+         [(Msg.TENSOR_DATA, ok)]),
+        ("tensor read after an infer, in a chunk beyond the tensor", [
+            infer, encode_frame(Msg.TENSOR_READ, 2, struct.pack("<HBIH", 1, 0, 5, 3)),
+            encode_frame(Msg.TENSOR_READ, 3, struct.pack("<HBIH", 1, 0, 1 << 30, 100))],
+         [(Msg.INFER_RESULT, ok), (Msg.TENSOR_DATA, ok), (Msg.TENSOR_DATA, ok)]),
+        ("tensor read of no such op", [encode_frame(Msg.TENSOR_READ, 1, struct.pack("<HBIH", 999, 0, 0, 10))],
+         [(err, 6)]),
+        ("tensor read of no such output", [encode_frame(Msg.TENSOR_READ, 1, struct.pack("<HBIH", 0, 7, 0, 10))],
+         [(err, 6)]),
+        ("tensor read payload too short", [encode_frame(Msg.TENSOR_READ, 1, bytes(8))], [(err, 2)]),
         ("a NAK keeps the last answer for the resend", [infer, bytes(bad_crc), encode_frame(Msg.INFER, 1, x[::-1])],
          [(Msg.INFER_RESULT, ok), nak, (Msg.INFER_RESULT, ok)]),
     ]
@@ -476,3 +487,90 @@ def test_bench_runs_beyond_the_device_buffer_are_refused_with_the_range(device):
         link.bench(0, 62)
     with pytest.raises(InputError, match="BENCH takes 1 to 1000 runs"):
         link.bench(0, 1001)  # beyond any device: refused before anything is sent
+
+
+# ---- version 3: HELLO carries the set-up status, TFLM's words about it, and the build's versions ----------
+
+
+def test_hello_round_trips_its_setup_status_and_versions():
+    from tinyflow.protocol import SETUP, parse_hello
+
+    hello = Hello(PROTOCOL_VERSION, 0, 5, "ab" * 32, 240, 4096, 0, "psram", 0, 0, "b", "r", (_IN,), (_OUT,),
+                  SETUP.ALLOCATE, "Failed to resize buffer. Requested: 10, available 4, missing: 6", 4102,
+                  {"esp_idf": "v5.1.2", "esp_nn": "1.1.0"})
+    assert parse_hello(hello.pack()) == hello
+    with pytest.raises(ProtocolError, match="more than the payload holds"):
+        parse_hello(hello.pack() + b"x")
+
+
+@pytest.fixture()
+def failed_device(device_binary):
+    proc = subprocess.Popen([str(device_binary), "8", "fail"], stdout=subprocess.PIPE, text=True)
+    path = proc.stdout.readline().strip()
+    port = serial.Serial(path, 115200, timeout=0.05)
+    yield Link(port, timeout_s=1.0, retries=2, bytes_per_s=1e6)
+    port.close()
+    proc.kill()
+    proc.wait()
+
+
+def test_the_c_module_sends_the_setup_failure_tflm_logged(failed_device):
+    from tinyflow.device.harness import setup_failure
+    from tinyflow.protocol import SETUP
+
+    hello = failed_device.wait_hello(5)
+    assert hello.setup_status == SETUP.ALLOCATE and hello.arena_used_bytes == 0
+    # The C module found TFLM's "missing: 288" and the log kept its first 95 bytes: the cause, not the rest.
+    assert hello.arena_needed_bytes == 4096 + 288
+    assert hello.setup_message.startswith("Failed to resize buffer. Requested: 6768, available 6480, missing: 288\n")
+    assert len(hello.setup_message) == 95 and hello.setup_message.endswith("\nFailed starting model al")
+    assert hello.versions == {"esp_idf": "v5.1.2", "esp_tflite_micro": "1.3.2"}
+    line = setup_failure(hello)
+    assert "\n" not in line and "arena is 4,096 B but TFLM needs at least 4,384 B (it was 288 B short" in line
+    assert "tinyflow generate" in line
+
+
+def test_the_c_module_reports_a_ready_setup_and_its_versions(device):
+    from tinyflow.protocol import SETUP
+
+    link, _ = device
+    hello = link.wait_hello(5)
+    assert (hello.setup_status, hello.setup_message, hello.arena_needed_bytes) == (SETUP.READY, "", 3000)
+    assert hello.versions["esp_idf"] == "v5.1.2"
+
+
+def test_the_c_and_python_servers_answer_alike_for_a_board_whose_setup_failed(protocol_library, server_models):
+    from tinyflow.protocol import SETUP, parse_hello
+
+    data, arena = server_models["mlp"]
+    (c, c_sent), (py, py_sent) = _servers(protocol_library, data, arena // 2, False)
+    x = bytes(c.board.model.input_bytes)
+    for chunk in (encode_frame(Msg.HELLO_REQ, 1), encode_frame(Msg.INFER, 2, x), _bench(3, 2)):
+        c.feed(chunk)
+        py.feed(chunk)
+    c_frames = _normalised(c_sent)
+    assert c_frames == _normalised(py_sent)
+    assert [(t, p[0] if t == Msg.ERROR else None) for t, _, p in c_frames] == [(Msg.HELLO, None), (Msg.ERROR, 3),
+                                                                               (Msg.ERROR, 3)]
+    hello = parse_hello(c_frames[0][2])
+    assert hello.setup_status == SETUP.ALLOCATE and "Failed to" in hello.setup_message
+    assert hello.arena_needed_bytes > arena // 2
+
+
+# ---- TENSOR_READ: one op output of the last inference, in bounded chunks ------------------------------------
+
+
+def test_the_c_module_reads_a_tensor_in_chunks_within_its_response_buffer(device):
+    link, _ = device
+    link.wait_hello(5)
+    data = bytes(range(3, 19))
+    link.infer(data)
+    t = link.tensor(0, 0)
+    assert (t.dtype, t.total, t.data) == ("int8", 16, data)
+    big = bytes((i * 7) % 256 for i in range(700))
+    assert link.tensor(0, 1, chunk=100).data == big  # 7 requests of 100 bytes
+    before = link._seq
+    assert link.tensor(0, 1).data == big  # 4096 asked, the 512-byte response buffer sends at most 491 at a time
+    assert link._seq - before == 2
+    with pytest.raises(DeviceError, match="no such op output \\(code 6\\)"):
+        link.tensor(2, 0)

@@ -17,15 +17,17 @@ after one round trip instead of a timeout.
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 from .errors import DeviceError
 
-PROTOCOL_VERSION = 2  # 2: the device answers a damaged chunk with NAK
+# 2: the device answers a damaged chunk with NAK; 3: HELLO carries set-up status and versions, TENSOR_READ
+PROTOCOL_VERSION = 3
 MAX_FRAME_BYTES = 4 * 1024 * 1024  # a chunk longer than this without a delimiter is noise
 _HEADER = struct.Struct("<BHI")
 
@@ -39,10 +41,12 @@ class Msg(IntEnum):
     INFER = 0x02
     BENCH = 0x03
     PROFILE = 0x04
+    TENSOR_READ = 0x05  # op:u16 index:u8 offset:u32 length:u16: a chunk of one op output of the last inference
     HELLO = 0x81
     INFER_RESULT = 0x82
     BENCH_RESULT = 0x83
     PROFILE_RESULT = 0x84
+    TENSOR_DATA = 0x85
     NAK = 0xFE  # device -> host, seq 0, no payload: "a chunk arrived that was not a frame"
     ERROR = 0xFF
 
@@ -51,6 +55,16 @@ class FLAGS:
     SIMULATED = 1
     SELF_TEST_RAN = 2
     SELF_TEST_PASSED = 4
+
+
+class SETUP:
+    """How the firmware's set-up ended (HELLO ``setup_status``)."""
+
+    READY = 0
+    SCHEMA = 1  # the model's schema version is not the one this TFLM reads
+    RESOLVER = 2  # TFLM refused to register an op of the resolver
+    NO_ARENA = 3  # the platform could not allocate the arena
+    ALLOCATE = 4  # AllocateTensors() failed: the arena is too small or an op is missing
 
 
 class ProtocolError(DeviceError):
@@ -197,6 +211,12 @@ class Hello:
     runtime: str
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
+    # Version 3: how set-up ended, TFLM's own words about it (the start of its log, bounded), the arena it
+    # needed when known (0: unknown), and what the firmware was built with ({"esp_idf": "v5.1.2", ...}).
+    setup_status: int = SETUP.READY
+    setup_message: str = ""
+    arena_needed_bytes: int = 0
+    versions: dict[str, str] = field(default_factory=dict)
 
     @property
     def simulated(self) -> bool:
@@ -209,7 +229,10 @@ class Hello:
                            regions[self.arena_region], self.self_test_total, self.self_test_passed)
         out += _pack_str(self.board_id) + _pack_str(self.runtime)
         out += struct.pack("<BB", len(self.inputs), len(self.outputs))
-        return out + b"".join(t.pack() for t in (*self.inputs, *self.outputs))
+        out += b"".join(t.pack() for t in (*self.inputs, *self.outputs))
+        out += struct.pack("<B", self.setup_status) + _pack_str(self.setup_message)
+        out += struct.pack("<IB", self.arena_needed_bytes, len(self.versions))
+        return out + b"".join(_pack_str(k) + _pack_str(v) for k, v in self.versions.items())
 
 
 def _pack_str(s: str) -> bytes:
@@ -263,8 +286,27 @@ def parse_hello(payload: bytes) -> Hello:
     n_in, n_out = r.take("<BB")
     ins = tuple(r.tensor() for _ in range(n_in))
     outs = tuple(r.tensor() for _ in range(n_out))
+    (status,) = r.take("<B")
+    message = r.string()
+    needed, n_versions = r.take("<IB")
+    versions = {}
+    for _ in range(n_versions):
+        key = r.string()
+        versions[key] = r.string()
+    r.end()
     return Hello(version, flags, boot_id, sha, cpu, arena, used, {0: "sram", 1: "psram"}.get(region, "host"),
-                 st_total, st_passed, board, runtime, ins, outs)
+                 st_total, st_passed, board, runtime, ins, outs, status, message, needed, versions)
+
+
+_MISSING = re.compile(r"missing:\s*(\d+)")
+
+
+def arena_missing_bytes(log: str) -> int | None:
+    """How many bytes TFLM's allocator said it lacked ("Failed to resize buffer. Requested: N, available M,
+    missing: K"), from the first such line; None when the log does not say. The device's C module parses the
+    same way (tf_setup_log_missing)."""
+    m = _MISSING.search(log)
+    return int(m.group(1)) if m else None
 
 
 @dataclass(frozen=True)
@@ -316,6 +358,28 @@ def parse_profile_result(payload: bytes) -> ProfileResult:
     result = ProfileResult(tick_hz, r.take(f"<{n}I"))
     r.end()
     return result
+
+
+TENSOR_CHUNK_BYTES = 4096  # what the host asks for per TENSOR_READ; the device may send fewer
+
+
+def tensor_read_request(op: int, index: int, offset: int, length: int) -> bytes:
+    return struct.pack("<HBIH", op, index, offset, length)
+
+
+@dataclass(frozen=True)
+class TensorData:
+    dtype: str
+    total: int  # the tensor's bytes
+    offset: int
+    data: bytes
+
+
+def parse_tensor_data(payload: bytes) -> TensorData:
+    r = _Reader(payload)
+    status, code, total, offset = r.take("<BBII")
+    _check_status(status, "TENSOR_READ")
+    return TensorData(TENSOR_TYPES.get(code, f"type{code}"), total, offset, payload[r.at:])
 
 
 def parse_error(payload: bytes) -> tuple[int, str]:

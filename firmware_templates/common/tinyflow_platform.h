@@ -17,6 +17,10 @@ uint64_t tf_platform_micros(void);
 uint32_t tf_platform_cycles(void);
 uint32_t tf_platform_cpu_mhz(void);
 uint32_t tf_platform_boot_id(void);
+// What the firmware was built with, for HELLO: the ESP-IDF version (at run time) and the Arduino core's;
+// "none" where the framework is not there.
+const char* tf_platform_idf_version(void);
+const char* tf_platform_arduino_core_version(void);
 // 16-byte aligned memory for the tensor arena, in PSRAM when asked; NULL when there is not enough.
 uint8_t* tf_platform_alloc_arena(size_t bytes, int psram);
 

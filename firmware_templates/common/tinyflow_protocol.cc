@@ -152,6 +152,41 @@ void handle_profile(tf_server_t* s, uint16_t seq) {
   send_body(s, TF_MSG_PROFILE_RESULT, seq, 7 + 4u * count);
 }
 
+// TENSOR_READ op:u16 index:u8 offset:u32 length:u16 -> status:u8 dtype:u8 total:u32 offset:u32 bytes:
+// at most `length` bytes from `offset`, fewer when the response buffer is smaller (the host asks on).
+void handle_tensor(tf_server_t* s, uint16_t seq, const uint8_t* payload, size_t len, int kept) {
+  if (len != 9 || !kept) {
+    send_error(s, seq, TF_ERR_BAD_LENGTH, "TENSOR_READ payload is op:u16 index:u8 offset:u32 length:u16");
+    return;
+  }
+  const uint8_t* data = NULL;
+  uint32_t total = 0;
+  uint8_t dtype = 0;
+  const int found = s->dev->tensor ? s->dev->tensor(s->dev->ctx, get_u16(payload), payload[2], &data, &total,
+                                                    &dtype)
+                                   : 2;
+  if (found == 1) {
+    send_error(s, seq, TF_ERR_NO_TENSOR, "the model has no such op output");
+    return;
+  }
+  if (found != 0) {
+    send_error(s, seq, TF_ERR_NO_TENSOR, "this firmware keeps no intermediate tensors");
+    return;
+  }
+  const uint32_t offset = get_u32(payload + 3);
+  const size_t room = payload_room(s) - 10;
+  size_t n = offset < total ? total - offset : 0;
+  if (n > get_u16(payload + 7)) n = get_u16(payload + 7);
+  if (n > room) n = room;
+  uint8_t* out = s->body + kHeader;
+  out[0] = 0;
+  out[1] = dtype;
+  put_u32(out + 2, total);
+  put_u32(out + 6, offset);
+  if (n) memcpy(out + 10, data + offset, n);
+  send_body(s, TF_MSG_TENSOR_DATA, seq, 10 + n);
+}
+
 // One decoded byte of the frame being received: kept while it fits, always counted and CRC-checked.
 void rx_byte(tf_server_t* s, uint8_t b) {
   uint8_t* slot = &s->rx_tail[s->rx_len & 3u];
@@ -199,6 +234,9 @@ void handle_frame(tf_server_t* s) {
       break;
     case TF_MSG_PROFILE:
       handle_profile(s, seq);
+      break;
+    case TF_MSG_TENSOR_READ:
+      handle_tensor(s, seq, payload, payload_len, kept);
       break;
     default:
       send_error(s, seq, TF_ERR_UNKNOWN_MESSAGE, "unknown message type");
@@ -255,11 +293,56 @@ int tf_cobs_decode(const uint8_t* in, size_t len, uint8_t* out, size_t* out_len)
   return 0;
 }
 
+namespace {
+
+size_t str255(const char* s) {
+  if (s == NULL) return 0;
+  const size_t n = strlen(s);
+  return n > 255 ? 255 : n;
+}
+
+uint8_t* put_str(uint8_t* p, const char* s) {
+  const size_t n = str255(s);
+  *p++ = (uint8_t)n;
+  if (n) memcpy(p, s, n);
+  return p + n;
+}
+
+}  // namespace
+
+void tf_log_init(tf_log_t* log, char* buf, size_t cap) {
+  log->text = buf;
+  log->cap = cap;
+  log->len = 0;
+  if (cap) buf[0] = 0;
+}
+
+void tf_log_append(tf_log_t* log, const char* data, size_t len) {
+  if (log->cap == 0) return;
+  const size_t room = log->cap - 1 - log->len;
+  const size_t n = len < room ? len : room;
+  memcpy(log->text + log->len, data, n);
+  log->len += n;
+  log->text[log->len] = 0;
+}
+
+uint32_t tf_log_missing_bytes(const char* text) {
+  const char* at = text ? strstr(text, "missing:") : NULL;
+  if (at == NULL) return 0;
+  at += 8;
+  while (*at == ' ') ++at;
+  uint32_t k = 0;
+  while (*at >= '0' && *at <= '9' && k < 100000000u) k = k * 10u + (uint32_t)(*at++ - '0');
+  return k;
+}
+
 size_t tf_write_hello(uint8_t* out, size_t cap, const tf_hello_info_t* info) {
-  const size_t board_len = strlen(info->board_id) > 255 ? 255 : strlen(info->board_id);
-  const size_t runtime_len = strlen(info->runtime) > 255 ? 255 : strlen(info->runtime);
+  const size_t board_len = str255(info->board_id);
+  const size_t runtime_len = str255(info->runtime);
   size_t need = 8 + 32 + 17 + 1 + board_len + 1 + runtime_len + 2;
   for (int i = 0; i < info->n_inputs + info->n_outputs; ++i) need += 2 + 4u * info->tensors[i].rank + 12;
+  need += 1 + 1 + str255(info->setup_message) + 4 + 1;
+  for (int i = 0; i < 2 * info->n_versions; ++i) need += 1 + str255(info->versions[i]);
   if (need > cap) return 0;
   uint8_t* p = out;
   put_u16(p, TF_PROTOCOL_VERSION);
@@ -294,6 +377,12 @@ size_t tf_write_hello(uint8_t* out, size_t cap, const tf_hello_info_t* info) {
     put_u32(p + 8, t->bytes);
     p += 12;
   }
+  *p++ = info->setup_status;
+  p = put_str(p, info->setup_message);
+  put_u32(p, info->arena_needed_bytes);
+  p += 4;
+  *p++ = info->n_versions;
+  for (int i = 0; i < 2 * info->n_versions; ++i) p = put_str(p, info->versions[i]);
   return (size_t)(p - out);
 }
 

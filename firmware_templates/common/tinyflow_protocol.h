@@ -15,17 +15,19 @@
 extern "C" {  // a plain C API: the simulated board calls it through ctypes
 #endif
 
-#define TF_PROTOCOL_VERSION 2  // 2: NAK
+#define TF_PROTOCOL_VERSION 3  // 2: NAK; 3: HELLO carries the set-up status, TFLM's log of it, versions
 
 enum {
   TF_MSG_HELLO_REQ = 0x01,
   TF_MSG_INFER = 0x02,
   TF_MSG_BENCH = 0x03,
   TF_MSG_PROFILE = 0x04,
+  TF_MSG_TENSOR_READ = 0x05,  // one op output of the last inference, a chunk at a time
   TF_MSG_HELLO = 0x81,
   TF_MSG_INFER_RESULT = 0x82,
   TF_MSG_BENCH_RESULT = 0x83,
   TF_MSG_PROFILE_RESULT = 0x84,
+  TF_MSG_TENSOR_DATA = 0x85,
   TF_MSG_NAK = 0xFE,  // seq 0, no payload; never kept as the last response
   TF_MSG_ERROR = 0xFF,
 };
@@ -36,6 +38,7 @@ enum {
   TF_ERR_INFERENCE_FAILED = 3,
   TF_ERR_TOO_MANY_RUNS = 4,  // also 0 runs: the message names the range this device takes
   TF_ERR_NO_PROFILE = 5,
+  TF_ERR_NO_TENSOR = 6,  // this firmware keeps no intermediate tensors, or the op has no such output
 };
 
 // BENCH answers at most this many runs (fewer when the response buffer cannot hold them and an output),
@@ -62,6 +65,10 @@ typedef struct tf_device {
   uint16_t (*profile_count)(void* ctx, uint32_t* tick_hz);
   // Ticks op `op` took in the last inference.
   uint32_t (*profile_ticks)(void* ctx, uint16_t op);
+  // Output `index` of op `op` after the last inference: its bytes (kept until the next inference) and
+  // TFLite type. Returns 0, 1 when the op has no such output, 2 when this build keeps no intermediate
+  // tensors (TFLM reuses their memory). NULL: always 2.
+  int (*tensor)(void* ctx, uint16_t op, uint8_t index, const uint8_t** data, uint32_t* len, uint8_t* dtype);
   size_t input_bytes;  // an INFER payload must be exactly this long
   size_t output_bytes;  // what infer writes: BENCH needs room for it after the timings
 } tf_device_t;
@@ -94,6 +101,15 @@ typedef struct tf_server {
 #define TF_FLAG_SELF_TEST_RAN 2u
 #define TF_FLAG_SELF_TEST_PASSED 4u
 
+// How set-up ended (HELLO setup_status); the host words each with its fix.
+enum {
+  TF_SETUP_READY = 0,
+  TF_SETUP_SCHEMA = 1,  // the model's schema version is not the one this TFLM reads
+  TF_SETUP_RESOLVER = 2,  // TFLM refused to register an op
+  TF_SETUP_NO_ARENA = 3,  // the platform could not allocate the arena
+  TF_SETUP_ALLOCATE = 4,  // AllocateTensors() failed (arena too small, op missing from the resolver, ...)
+};
+
 typedef struct tf_tensor_info {
   uint8_t dtype;  // TFLite TensorType: 0 float32, 2 int32, 3 uint8, 7 int16, 9 int8
   uint8_t rank;
@@ -118,7 +134,25 @@ typedef struct tf_hello_info {
   uint8_t n_inputs;
   uint8_t n_outputs;
   const tf_tensor_info_t* tensors;  // inputs, then outputs
+  uint8_t setup_status;  // TF_SETUP_*
+  const char* setup_message;  // TFLM's log during set-up (the first 255 bytes go out); NULL: none
+  uint32_t arena_needed_bytes;  // what TFLM used, or the arena plus what it said was missing; 0: unknown
+  uint8_t n_versions;
+  const char* const* versions;  // n_versions (name, value) pairs: what the firmware was built with
 } tf_hello_info_t;
+
+// A bounded log of what TFLM printed during set-up: keeps the first cap - 1 bytes (the first error is the
+// cause, what follows are its consequences), always NUL-terminated.
+typedef struct tf_log {
+  char* text;
+  size_t cap;
+  size_t len;
+} tf_log_t;
+
+void tf_log_init(tf_log_t* log, char* buf, size_t cap);
+void tf_log_append(tf_log_t* log, const char* data, size_t len);
+// The K of TFLM's "Failed to resize buffer. Requested: N, available M, missing: K" (the first one); 0: none.
+uint32_t tf_log_missing_bytes(const char* text);
 
 // Serialise a HELLO payload; returns its length, or 0 when it does not fit in cap.
 size_t tf_write_hello(uint8_t* out, size_t cap, const tf_hello_info_t* info);

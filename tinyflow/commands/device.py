@@ -31,6 +31,8 @@ def print_measurement(m: Any) -> None:
         if j["accuracy"] is not None:
             rows.append(["accuracy on the device", f"{100 * j['accuracy']:.2f} %"])
     rows.append(["self-test at boot", f"{j['self_test']['passed']} of {j['self_test']['total']}"])
+    if j["device_versions"]:
+        rows.append(["built with", ", ".join(f"{k} {v}" for k, v in j["device_versions"].items())])
     if j["resets"] or j["retries"]:
         rows.append(["link", f"{j['resets']} resets, {j['retries']} retried requests (nothing counted twice)"])
     out_console.print(table("tinyflow measure", ["", ""], rows))
@@ -40,6 +42,16 @@ def print_measurement(m: Any) -> None:
         out_console.print(table("per-op time on the device", ["#", "op", "MACs", "µs", "MACs/cycle"], prow, left=2))
     elif j["profile_note"]:
         out_console.print(f"[dim]per-op profile: {j['profile_note']}[/dim]")
+    if m.per_layer is not None:
+        lrow = [[str(d.index), d.op, "size differs" if d.max_lsb_diff is None else str(d.max_lsb_diff),
+                 f"{100 * d.equal_share:.2f} %"] for d in m.per_layer.ops]
+        n = m.per_layer.inputs
+        out_console.print(table(f"every op's output against the host TFLM ({n} input{'s' if n != 1 else ''}, "
+                                f"{m.per_layer.source})", ["#", "op", "max |diff| LSB", "equal"], lrow, left=2))
+        first = m.per_layer.first_divergent_op
+        out_console.print("no op's output differs from the host TFLM's" if first is None else
+                          f"[red]first divergent op: #{first.index} {first.op}[/red] (every later op sees its "
+                          f"output)")
 
 
 def cmd_measure(a: argparse.Namespace) -> int:
@@ -61,7 +73,7 @@ def cmd_measure(a: argparse.Namespace) -> int:
     with RichReporter() as reporter:
         m = measure_on(port, a.model, graph, tflite, board, data, a.runs, a.warmup, a.limit, None,
                        reporter.progress, (lambda line: reporter.note(f"device: {line}")) if a.verbose else None,
-                       a.timeout)
+                       a.timeout, a.per_layer_inputs if a.per_layer else 0)
     if a.json:
         print(json.dumps(m.to_json(), indent=2))
     else:
@@ -89,7 +101,7 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     from ..graph import read_tflite
 
     read_tflite(a.model)  # a bad file is a one-line error here, not a crash in the server
-    serve(a.model, a.arena, use_c=not a.python_server)
+    serve(a.model, a.arena, use_c=not a.python_server, fault_op=a.fault_op)
     return 0
 
 
@@ -118,6 +130,11 @@ def register(command: Command) -> None:
     p.add_argument("--timeout", type=float, default=2.0,
                    help="the longest any one wait for an answer lasts, in seconds (retries come sooner: after a "
                         "NAK, a damaged answer, or a timeout learned from recent round trips)")
+    p.add_argument("--per-layer", action="store_true",
+                   help="compare every op's output on the device with the host TFLM's and name the first op that "
+                        "differs (needs a firmware built with TINYFLOW_KEEP_TENSORS; the simulated board has it)")
+    p.add_argument("--per-layer-inputs", type=positive_int, default=3, metavar="N",
+                   help="inputs for --per-layer (default 3): x_test's first with --data, else seeded random")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("-v", "--verbose", action="store_true", help="show the device's log lines")
 
@@ -125,5 +142,9 @@ def register(command: Command) -> None:
     p = command("simulate", cmd_simulate, "serve tinyflow's protocol for a model on a pseudo-terminal (the "
                                           "simulated board); prints the port, runs until stopped")
     p.add_argument("model", help="a .tflite file")
-    p.add_argument("--arena", type=int, help="arena bytes (default: the planned minimum)")
+    p.add_argument("--arena-size", "--arena", dest="arena", type=positive_int, metavar="N",
+                   help="arena bytes (default: the planned minimum); too small, the board fails its set-up as a board "
+                        "would and says why in its HELLO")
     p.add_argument("--python-server", action="store_true", help="use the Python protocol server, not the C one")
+    p.add_argument("--fault-op", type=int, metavar="K", help="simulate a faulty board: op K's output (and every "
+                                                              "later op's) is off by 1 LSB in some elements")

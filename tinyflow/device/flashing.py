@@ -11,7 +11,8 @@ from pathlib import Path
 
 from ..boards import Board
 from ..errors import DeviceError, InputError, ToolchainError
-from ..protocol import Hello
+from ..protocol import SETUP, Hello
+from .harness import setup_failure
 from .link import DeviceTimeout, Link
 from .ports import is_url, open_port, parse_port_url
 
@@ -117,4 +118,6 @@ def flash(target: str | Path, port: str, board: Board, hello_timeout_s: float = 
                 break
         output, tool = upload_platformio(target, port), "platformio"
     hello = wait_for_hello(port, board, hello_timeout_s)
+    if hello.setup_status != SETUP.READY:
+        raise DeviceError(f"flashed, but {setup_failure(hello)}")
     return FlashResult(tool, port, hello, _tail(output))

@@ -6,19 +6,21 @@ carries bytes. A simulated board's times are host times, and the measurement say
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..boards import Board
 from ..errors import DeviceError
 from ..graph import ModelGraph, dequantize, quantize
-from ..model import Dataset, class_ids, roc_auc, run_model, sample_errors
-from ..protocol import PROTOCOL_VERSION, Hello, version_mismatch
+from ..model import Dataset, check_runs, class_ids, roc_auc, run_model, sample_errors
+from ..protocol import PROTOCOL_VERSION, REFLASH, SETUP, Hello, arena_missing_bytes, version_mismatch
 from .link import DeviceReset, Link
 
 MAX_RESETS = 5  # a board that keeps rebooting is broken, not unlucky
@@ -55,6 +57,35 @@ class OpTime:
 
 
 @dataclass(frozen=True)
+class LayerDiff:
+    index: int
+    op: str
+    elements: int
+    max_lsb_diff: int | None  # None: the device's tensor is not the size the host's is
+    equal_share: float
+
+
+@dataclass(frozen=True)
+class PerLayer:
+    """Every op's output on the device against the host TFLM's, over ``inputs`` inputs."""
+
+    inputs: int
+    source: str  # "x_test" or "random int8 (seed 0)"
+    ops: tuple[LayerDiff, ...]
+
+    @property
+    def first_divergent_op(self) -> LayerDiff | None:
+        return next((d for d in self.ops if d.max_lsb_diff != 0), None)
+
+    def to_json(self) -> dict:
+        first = self.first_divergent_op
+        return {"inputs": self.inputs, "source": self.source,
+                "first_divergent_op": None if first is None else {"index": first.index, "op": first.op},
+                "ops": [{"index": d.index, "op": d.op, "elements": d.elements, "max_lsb_diff": d.max_lsb_diff,
+                         "equal_share": round(d.equal_share, 4)} for d in self.ops]}
+
+
+@dataclass(frozen=True)
 class Measurement:
     kind: str  # "hardware" or "simulated"
     hello: Hello
@@ -72,6 +103,12 @@ class Measurement:
     resets: int
     retries: int
     samples_per_s: float | None
+    per_layer: PerLayer | None = None
+
+    @property
+    def versions(self) -> dict[str, str]:
+        """What the firmware was built with, as its HELLO says (ESP-IDF, Arduino core, esp-tflite-micro, esp-nn)."""
+        return dict(self.hello.versions)
 
     @property
     def label(self) -> str:
@@ -89,6 +126,7 @@ class Measurement:
             "arena_used_bytes": h.arena_used_bytes,
             "arena_region": h.arena_region,
             "self_test": {"passed": h.self_test_passed, "total": h.self_test_total},
+            "device_versions": dict(h.versions),
             "latency_us": self.latency_us.to_json(),
             "cycles": self.cycles.to_json(0) if self.cycles else None,
             "runs": self.runs,
@@ -106,7 +144,48 @@ class Measurement:
             "resets": self.resets,
             "retries": self.retries,
             "samples_per_s": None if self.samples_per_s is None else round(self.samples_per_s, 1),
+            "per_layer": None if self.per_layer is None else self.per_layer.to_json(),
         }
+
+
+_MISSING_OP = re.compile(r"Didn't find op for builtin opcode '([^']+)'")
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def setup_failure(hello: Hello) -> str:
+    """The one line for a firmware whose set-up failed: what TFLM said, in numbers, and the fix."""
+    text, status = hello.setup_message, hello.setup_status
+    said = f" (TFLM: {_first_line(text)})" if text else " (the firmware kept no log of it)"
+    if (m := _MISSING_OP.search(text)) is not None:
+        return (f"the board's TFLM has no kernel for {m.group(1)}: the firmware's op resolver lacks it{said}; "
+                f"re-generate the firmware for this model (tinyflow generate MODEL) and flash it")
+    if status == SETUP.SCHEMA:
+        return (f"the model's flatbuffer schema is not the one the board's TFLM reads{said}: convert the model "
+                f"with a TensorFlow that matches the firmware's TFLM, or {REFLASH}")
+    if status == SETUP.RESOLVER:
+        return f"TFLM on the board refused to register an op of the generated resolver{said}: {REFLASH}"
+    if status == SETUP.NO_ARENA:
+        return (f"the board could not allocate its {hello.arena_bytes:,} B arena{said}: it has less free "
+                f"{'PSRAM' if hello.arena_region == 'psram' else 'internal SRAM'} than its board file says; "
+                f"re-generate for a board file with a smaller arena_sram_bytes or with PSRAM (--psram)")
+    if status == SETUP.ALLOCATE:
+        missing = arena_missing_bytes(text)
+        needed = hello.arena_needed_bytes or (hello.arena_bytes + missing if missing else 0)
+        if hello.simulated:
+            fix = "start the simulated board with a larger --arena-size (or none: the arena tinyflow plans)"
+        else:
+            fix = ("re-generate with a larger arena (tinyflow generate MODEL, with a larger arena_margin_bytes in "
+                   "the board file) and flash it")
+        if needed:
+            tflm = f"; TFLM: {_first_line(text)}" if text else ""
+            return (f"the board's arena is {hello.arena_bytes:,} B but TFLM needs at least {needed:,} B (it was "
+                    f"{needed - hello.arena_bytes:,} B short when AllocateTensors() failed{tflm}): {fix}")
+        return f"AllocateTensors() failed on the board with a {hello.arena_bytes:,} B arena{said}: {fix}"
+    return f"the firmware's set-up failed with status {hello.setup_status}, which this tinyflow does not know{said}; " \
+           f"{REFLASH}"
 
 
 def check_hello(hello: Hello, graph: ModelGraph, logs: list[str] | None = None) -> None:
@@ -115,9 +194,8 @@ def check_hello(hello: Hello, graph: ModelGraph, logs: list[str] | None = None) 
     if hello.model_sha256 != graph.sha256:
         raise DeviceError(f"the device runs another model (SHA-256 {hello.model_sha256[:12]}…, expected "
                           f"{graph.sha256[:12]}…): the firmware is stale, flash it again (tinyflow flash)")
-    if hello.arena_used_bytes == 0 and not hello.simulated:
-        tail = "; ".join((logs or [])[-3:]) or "no log"
-        raise DeviceError(f"the firmware could not set up the model (AllocateTensors failed?): {tail}")
+    if hello.setup_status != SETUP.READY:
+        raise DeviceError(setup_failure(hello))
 
 
 class _Session:
@@ -144,9 +222,83 @@ def _inputs(graph: ModelGraph, data: Dataset, limit: int | None) -> np.ndarray:
     return quantize(data.x_test[:n], t)
 
 
+def _np_dtype(dtype: str) -> Any:
+    return {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "INT32": np.int32, "FLOAT32": np.float32,
+            "INT64": np.int64, "BOOL": np.uint8}.get(dtype, np.uint8)
+
+
+def _per_layer_inputs(graph: ModelGraph, data: Dataset | None, n: int) -> tuple[list[list[np.ndarray]], str]:
+    """``n`` inputs for the per-layer comparison: x_test's first samples, else seeded random int8."""
+    in_t = graph.input_tensors()
+    if data is not None and len(in_t) == 1:
+        xq = _inputs(graph, data, n)
+        return [[x.reshape(in_t[0].shape)] for x in xq], "x_test"
+    rng = np.random.default_rng(0)
+    samples = []
+    for _ in range(n):
+        sample = []
+        for t in in_t:
+            info = np.iinfo(_np_dtype(t.dtype)) if t.dtype != "FLOAT32" else None
+            sample.append(rng.integers(info.min, info.max + 1, size=t.shape).astype(_np_dtype(t.dtype)) if info
+                          else rng.normal(size=t.shape).astype(np.float32))
+        samples.append(sample)
+    return samples, "random (seed 0)"
+
+
+def compare_layers(session: _Session, graph: ModelGraph, tflite: bytes, samples: list[list[np.ndarray]],
+                   source: str) -> PerLayer:
+    """Run each sample on the device and on the host TFLM (preserve-all-tensors), and compare every op's
+    first output. The host interpreter runs in this process: ``check_runs`` first builds and invokes the
+    model in a child, so a model TFLM would crash on is an error here, not an abort of tinyflow."""
+    from tflite_micro import runtime
+
+    check_runs(tflite, "the model")
+
+    link = session.link
+    ops = graph.main.operators
+    room = sum(t.bytes for t in graph.main.tensors) + len(tflite) + 256 * 1024
+    host = runtime.Interpreter.from_bytes(tflite, arena_size=room,
+                                          intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+    worst: list[int | None] = [0] * len(ops)
+    equal = [0] * len(ops)
+    count = [0] * len(ops)
+    for sample in samples:
+        for i, x in enumerate(sample):
+            host.set_input(x, i)
+        host.invoke()
+        payload = b"".join(np.ascontiguousarray(x).tobytes() for x in sample)
+
+        def on_device(payload: bytes = payload) -> list[bytes]:
+            link.infer(payload)  # after a reset both run again: the tensors are of this input
+            return [link.tensor(k, 0).data for k in range(len(ops))]
+
+        device = session.call(on_device)
+        for k, op in enumerate(ops):
+            t = graph.main.tensors[op.outputs[0]]
+            want = np.ascontiguousarray(host.GetTensor(op.outputs[0], 0)["tensor_data"]).reshape(-1)
+            dtype = _np_dtype(t.dtype)
+            got = device[k]
+            if len(got) != want.nbytes:
+                worst[k] = None
+                count[k] += want.size
+                continue
+            a = np.frombuffer(got, dtype=dtype).astype(np.int64 if dtype != np.float32 else np.float64)
+            b = want.view(dtype).astype(a.dtype)
+            diff = np.abs(a - b)
+            if worst[k] is not None:
+                worst[k] = max(worst[k], int(np.ceil(diff.max())) if diff.size else 0)
+            equal[k] += int(np.sum(diff == 0))
+            count[k] += diff.size
+    return PerLayer(len(samples), source, tuple(
+        LayerDiff(k, op.name, count[k] // max(len(samples), 1), worst[k], equal[k] / count[k] if count[k] else 1.0)
+        for k, op in enumerate(ops)))
+
+
 def measure(link: Link, graph: ModelGraph, tflite: bytes, data: Dataset | None = None, runs: int = 50,
             warmup: int = 5, limit: int | None = None, host_outputs: np.ndarray | None = None,
-            logs: list[str] | None = None, progress: ProgressFn | None = None) -> Measurement:
+            logs: list[str] | None = None, progress: ProgressFn | None = None,
+            per_layer: int = 0) -> Measurement:
+    """``per_layer``: also compare every op's output with the host's over this many inputs (0: not)."""
     """Run the whole measurement over ``link``; ``host_outputs``: the host TFLM's raw outputs for x_test."""
     logs = logs if logs is not None else []
     session = _Session(link, graph, logs)
@@ -216,14 +368,19 @@ def measure(link: Link, graph: ModelGraph, tflite: bytes, data: Dataset | None =
             raise
         note = ("the simulated board has no per-op profiler (the tflite-micro Python interpreter does not time "
                 "ops)" if hello.simulated else str(e))
+    layers = None
+    if per_layer:
+        samples, source = _per_layer_inputs(graph, data, per_layer)
+        layers = compare_layers(session, graph, tflite, samples, source)
     return Measurement(kind, hello, latency, cycles, runs, profile, note, n, accuracy, mse, auc, bit_exact, max_lsb,
-                       session.resets, link.retried - retries_before, rate)
+                       session.resets, link.retried - retries_before, rate, layers)
 
 
 def measure_on(port: str | None, model_path: str | Path, graph: ModelGraph, tflite: bytes, board: Board,
                data: Dataset | None = None, runs: int = 50, warmup: int = 5, limit: int | None = None,
                host_outputs: np.ndarray | None = None, progress: ProgressFn | None = None,
-               on_log: Callable[[str], None] | None = None, timeout_s: float = 2.0) -> Measurement:
+               on_log: Callable[[str], None] | None = None, timeout_s: float = 2.0,
+               per_layer: int = 0) -> Measurement:
     """``port``: a serial port path, "auto" (find the board by USB id), or None/"sim" for the simulated board."""
     from .ports import find_port, open_port
     from .simulator import SimProcess
@@ -241,7 +398,8 @@ def measure_on(port: str | None, model_path: str | Path, graph: ModelGraph, tfli
             try:
                 link = Link(serial_port, timeout_s=timeout_s, bytes_per_s=1e6, on_log=log)
                 link.wait_hello(10)
-                return measure(link, graph, tflite, data, runs, warmup, limit, host_outputs, logs, progress)
+                return measure(link, graph, tflite, data, runs, warmup, limit, host_outputs, logs, progress,
+                               per_layer)
             finally:
                 serial_port.close()
     path = find_port(board) if port == "auto" else port
@@ -249,6 +407,6 @@ def measure_on(port: str | None, model_path: str | Path, graph: ModelGraph, tfli
     try:
         link = Link(serial_port, timeout_s=timeout_s, bytes_per_s=max(board.monitor_speed / 10, 11_520), on_log=log)
         link.wait_hello(10)
-        return measure(link, graph, tflite, data, runs, warmup, limit, host_outputs, logs, progress)
+        return measure(link, graph, tflite, data, runs, warmup, limit, host_outputs, logs, progress, per_layer)
     finally:
         serial_port.close()

@@ -22,6 +22,7 @@ from ..errors import DeviceError, InputError
 from ..protocol import (
     MAX_BENCH_RUNS,
     REFLASH,
+    TENSOR_CHUNK_BYTES,
     BenchResult,
     Decoder,
     Frame,
@@ -31,6 +32,7 @@ from ..protocol import (
     Msg,
     ProfileResult,
     ProtocolError,
+    TensorData,
     bench_request,
     encode_frame,
     parse_bench_result,
@@ -38,6 +40,8 @@ from ..protocol import (
     parse_hello,
     parse_infer_result,
     parse_profile_result,
+    parse_tensor_data,
+    tensor_read_request,
 )
 
 DEFAULT_TIMEOUT_S = 2.0  # the longest wait for one answer, on top of transfer time
@@ -53,6 +57,8 @@ _ERROR_ADVICE = {
     3: "the model failed on the device: run `tinyflow measure -v` to see its log, and check the arena",
     4: "ask for fewer runs (--runs), within the range the device names",
     5: "nothing to do: this firmware cannot time single ops",
+    6: "per-layer comparison needs a firmware that keeps every tensor: build it with TINYFLOW_KEEP_TENSORS "
+       "defined and an arena that holds every tensor at once",
 }
 
 
@@ -263,3 +269,19 @@ class Link:
 
     def profile(self) -> ProfileResult:
         return _parsed("PROFILE_RESULT", parse_profile_result, self.request(Msg.PROFILE).payload)
+
+    def tensor(self, op: int, index: int = 0, chunk: int = TENSOR_CHUNK_BYTES) -> TensorData:
+        """Output ``index`` of op ``op`` after the last inference, read in chunks of at most ``chunk`` bytes."""
+        data = bytearray()
+        total, dtype = None, ""
+        while total is None or len(data) < total:
+            f = self.request(Msg.TENSOR_READ, tensor_read_request(op, index, len(data), chunk))
+            t = _parsed("TENSOR_DATA", parse_tensor_data, f.payload)
+            if t.offset != len(data) or (total is not None and t.total != total) or \
+                    (not t.data and t.total > len(data)) or len(t.data) > chunk:
+                raise DeviceError(f"the device answered TENSOR_READ of op {op} at byte {len(data)} with {len(t.data)} "
+                                  f"bytes at {t.offset} of {t.total}: its firmware is broken or from another tinyflow; "
+                                  f"{REFLASH}")
+            total, dtype = t.total, t.dtype
+            data += t.data
+        return TensorData(dtype, total, 0, bytes(data))

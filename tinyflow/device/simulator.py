@@ -34,11 +34,14 @@ from ..protocol import (
     FLAGS,
     MAX_BENCH_RUNS,
     PROTOCOL_VERSION,
+    SETUP,
+    TENSOR_TYPE_CODES,
     Decoder,
     Frame,
     Hello,
     Msg,
     TensorInfo,
+    arena_missing_bytes,
     encode_frame,
 )
 
@@ -51,23 +54,61 @@ def _tensor_info(t: Tensor) -> TensorInfo:
     return TensorInfo(t.dtype.lower(), tuple(t.shape), q.scale if q else 0.0, q.zero_point if q else 0, t.bytes)
 
 
-class Model:
-    """The TFLM interpreter for one model, with the sim board's arena."""
+def _with_stderr_captured(fn: Callable[[], Any]) -> tuple[Any, BaseException | None, str]:
+    """Run ``fn`` with file descriptor 2 going to a file: TFLM's C++ prints its errors there (DebugLog), as
+    on a board, and the text is what a board's HELLO carries. The text is passed on to our stderr after."""
+    import tempfile
 
-    def __init__(self, data: bytes, arena: int):
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            result, error = fn(), None
+        except Exception as e:  # TFLM's failure is the board's state, reported in HELLO
+            result, error = None, e
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        text = tmp.read().decode(errors="replace")
+    if text:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    return result, error, text
+
+
+class Model:
+    """The TFLM interpreter for one model, with the sim board's arena. A set-up that fails (an arena too
+    small) does not raise: like the firmware, the board then answers HELLO with the status and TFLM's log."""
+
+    def __init__(self, data: bytes, arena: int, fault_op: int | None = None):
         from tflite_micro import runtime
 
+        self.data = data
+        self.fault_op = fault_op  # a board that computes op K wrong (for testing `measure --per-layer`)
+        self._debug = None  # the preserve-all-tensors interpreter TENSOR_READ reads, made at its first use
+        self._debug_of = -1  # which inference the debug interpreter last ran
+        self._runs = 0
         self.graph: ModelGraph = read_graph(data)
         self.inputs = self.graph.input_tensors()
         self.outputs = self.graph.output_tensors()
         self.arena = arena
-        self.interpreter = runtime.Interpreter.from_bytes(data, arena_size=arena)
+        self.interpreter, error, log = _with_stderr_captured(
+            lambda: runtime.Interpreter.from_bytes(data, arena_size=arena))
+        self.setup_status = SETUP.READY if error is None else SETUP.ALLOCATE
+        # As the firmware: TFLM's own words first (its first line is the cause), else the exception.
+        self.setup_message = (log.strip() or str(error)) if error is not None else ""
+        missing = arena_missing_bytes(log) if error is not None else None
+        self.arena_needed = arena + missing if missing else 0
         self.input_bytes = sum(t.bytes for t in self.inputs)
         self.output_bytes = sum(t.bytes for t in self.outputs)
         self._last: list[np.ndarray] | None = None
 
     def infer(self, data: bytes | None) -> tuple[bytes, int]:
         """Outputs (concatenated raw bytes) and the host time of invoke() in microseconds."""
+        if self.interpreter is None:
+            raise RuntimeError("the model is not set up")  # an Invoke() failure for the host, as on a board
         if data is not None:
             at, arrays = 0, []
             for t in self.inputs:
@@ -84,7 +125,46 @@ class Model:
         elapsed = (time.perf_counter_ns() - start) // 1000
         out = b"".join(np.ascontiguousarray(self.interpreter.get_output(i)).tobytes()
                        for i in range(len(self.outputs)))
+        self._runs += 1
+        if self.fault_op is not None and self.fault_op < len(self.graph.main.operators):
+            out = _perturbed(out)  # the fault reaches the model's outputs too
         return out, int(elapsed)
+
+    def tensor(self, op: int, index: int) -> tuple[int, bytes, int]:
+        """(0, bytes, TFLite type code) of output ``index`` of op ``op`` after the last inference; (1, ...) when
+        the op has no such output. Read from a second interpreter in TFLM's preserve-all-tensors mode, run on
+        the same input: the board's own interpreter reuses tensor memory, as the firmware's does."""
+        from tflite_micro import runtime
+
+        ops = self.graph.main.operators
+        if op >= len(ops) or index >= len(ops[op].outputs):
+            return 1, b"", 0
+        if self._debug is None:
+            # Every tensor has its own memory in this mode: room for all of them beside the planned arena.
+            room = self.arena + sum(t.bytes for t in self.graph.main.tensors) + 64 * 1024
+            self._debug = runtime.Interpreter.from_bytes(self.data, arena_size=room,
+                                                         intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+        if self._debug_of != self._runs:
+            inputs = self._last or [np.zeros(t.shape, dtype=_np_type(t)) for t in self.inputs]
+            for i, a in enumerate(inputs):
+                self._debug.set_input(a, i)
+            self._debug.invoke()
+            self._debug_of = self._runs
+        tensor_index = ops[op].outputs[index]
+        raw = np.ascontiguousarray(self._debug.GetTensor(tensor_index, 0)["tensor_data"]).tobytes()
+        if self.fault_op is not None and op >= self.fault_op:
+            # The Python interpreter cannot change a tensor in the middle of invoke(): op K's output and every
+            # later op's show the fault, as they would when op K computed wrong on a board.
+            raw = _perturbed(raw)
+        return 0, raw, TENSOR_TYPE_CODES.get(self.graph.main.tensors[tensor_index].dtype.lower(), 0)
+
+
+def _perturbed(raw: bytes) -> bytes:
+    """+1 LSB on every fifth byte (an int8 tensor's elements): the simulated fault."""
+    out = bytearray(raw)
+    for i in range(0, len(out), 5):
+        out[i] = (out[i] + 1) & 0xFF
+    return bytes(out)
 
 
 def _np_type(t: Tensor) -> Any:
@@ -111,9 +191,14 @@ class SimBoard:
 
     def hello_payload(self) -> bytes:
         m = self.model
-        return Hello(PROTOCOL_VERSION, FLAGS.SIMULATED, self.boot_id, m.graph.sha256, 0, m.arena, m.arena, "host",
-                     0, 0, SIM_BOARD_ID, f"simulated: tflite-micro {_tflm_version()} on the host (reference kernels)",
-                     tuple(_tensor_info(t) for t in m.inputs), tuple(_tensor_info(t) for t in m.outputs)).pack()
+        ready = m.setup_status == SETUP.READY
+        versions = {"esp_idf": "host", "arduino_core": "host", "esp_tflite_micro": f"tflite-micro {_tflm_version()}",
+                    "esp_nn": "none"}
+        return Hello(PROTOCOL_VERSION, FLAGS.SIMULATED, self.boot_id, m.graph.sha256, 0, m.arena,
+                     m.arena if ready else 0, "host", 0, 0, SIM_BOARD_ID,
+                     f"simulated: tflite-micro {_tflm_version()} on the host (reference kernels)",
+                     tuple(_tensor_info(t) for t in m.inputs), tuple(_tensor_info(t) for t in m.outputs),
+                     m.setup_status, m.setup_message[:255], m.arena_needed, versions).pack()
 
     def boot_log(self) -> None:
         self.write(f"tinyflow simulated board: boot {self.reboot_count}, arena {self.model.arena} bytes\r\n".encode())
@@ -134,11 +219,14 @@ _INFER = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c
                           ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint32))
 _PCOUNT = ctypes.CFUNCTYPE(ctypes.c_uint16, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32))
 _PTICKS = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p, ctypes.c_uint16)
+_TENSOR = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_uint16, ctypes.c_uint8,
+                           ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_uint32),
+                           ctypes.POINTER(ctypes.c_uint8))
 
 
 class _Device(ctypes.Structure):
     _fields_ = [("ctx", ctypes.c_void_p), ("write", _WRITE), ("hello", _HELLO), ("infer", _INFER),
-                ("profile_count", ctypes.c_void_p), ("profile_ticks", ctypes.c_void_p),
+                ("profile_count", ctypes.c_void_p), ("profile_ticks", ctypes.c_void_p), ("tensor", _TENSOR),
                 ("input_bytes", ctypes.c_size_t), ("output_bytes", ctypes.c_size_t)]
 
 
@@ -193,7 +281,9 @@ class CServer:
         self._body = ctypes.create_string_buffer(body)
         self._tx = ctypes.create_string_buffer(body + body // 254 + 16)
         self._callbacks = (_WRITE(self._write), _HELLO(self._hello), _INFER(self._infer))
-        self.device = _Device(None, *self._callbacks, None, None, m.input_bytes, m.output_bytes)
+        self._tensor_cb = _TENSOR(self._tensor)
+        self._tensor_bytes = ctypes.create_string_buffer(1)  # the last tensor read, alive until the next
+        self.device = _Device(None, *self._callbacks, None, None, self._tensor_cb, m.input_bytes, m.output_bytes)
         self.server = _Server()
         self.reset()
 
@@ -226,6 +316,19 @@ class CServer:
             return 1
         ctypes.memmove(out, result, len(result))
         out_len[0], micros[0], cycles[0] = len(result), us, 0
+        return 0
+
+
+    def _tensor(self, ctx, op, index, data, length, dtype) -> int:
+        try:
+            found, raw, code = self.board.model.tensor(op, index)
+        except Exception:  # a model that is not set up keeps no tensors, as a firmware whose set-up failed
+            return 2
+        if found:
+            return found
+        self._tensor_bytes = ctypes.create_string_buffer(raw, max(len(raw), 1))
+        data[0] = ctypes.cast(self._tensor_bytes, ctypes.c_void_p).value
+        length[0], dtype[0] = len(raw), code
         return 0
 
 
@@ -291,6 +394,21 @@ class PyServer:
             self._reply(req, Msg.BENCH_RESULT, struct.pack(f"<BH{runs}I{runs}I", 0, runs, *times, *([0] * runs)))
         elif req.type == Msg.PROFILE:
             self._error(req, 5, "this device has no per-op profiler")
+        elif req.type == Msg.TENSOR_READ:
+            if len(req.payload) != 9:
+                return self._error(req, 2, "TENSOR_READ payload is op:u16 index:u8 offset:u32 length:u16")
+            op, index, offset, length = struct.unpack("<HBIH", req.payload)
+            try:
+                found, raw, code = m.tensor(op, index)
+            except Exception:  # as CServer._tensor
+                found, raw, code = 2, b"", 0
+            if found == 1:
+                return self._error(req, 6, "the model has no such op output")
+            if found:
+                return self._error(req, 6, "this firmware keeps no intermediate tensors")
+            room = self.board.body_bytes - 11 - 10  # as the C module: what its response buffer holds
+            chunk = raw[offset:offset + min(length, room)] if offset < len(raw) else b""
+            self._reply(req, Msg.TENSOR_DATA, struct.pack("<BBII", 0, code, len(raw), offset) + chunk)
         else:
             self._error(req, 1, "unknown message type")
 
@@ -309,7 +427,8 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(0)
 
 
-def serve(model_path: str, arena: int | None, use_c: bool = True, parent_pid: int | None = None) -> None:
+def serve(model_path: str, arena: int | None, use_c: bool = True, parent_pid: int | None = None,
+          fault_op: int | None = None) -> None:
     """Serve the protocol on a new pty until SIGTERM/SIGINT; print the pty path first. With ``parent_pid``
     (a ``SimProcess`` child) also until that parent is gone or closes our stdin."""
     from ..plan import plan_graph
@@ -329,7 +448,7 @@ def serve(model_path: str, arena: int | None, use_c: bool = True, parent_pid: in
             except BlockingIOError:
                 time.sleep(0.001)
 
-    board = SimBoard(Model(data, arena), write)
+    board = SimBoard(Model(data, arena, fault_op), write)
     lib = build_protocol_library() if use_c else None
     server: CServer | PyServer = CServer(lib, board) if lib else PyServer(board)
     reset = {"pending": False}
@@ -338,7 +457,8 @@ def serve(model_path: str, arena: int | None, use_c: bool = True, parent_pid: in
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))
     print(path, flush=True)
-    print(f"simulated board for {Path(model_path).name}: arena {arena} bytes, protocol answered by the "
+    state = "" if board.model.setup_status == SETUP.READY else " (set-up FAILED: it answers HELLO with why)"
+    print(f"simulated board for {Path(model_path).name}: arena {arena} bytes{state}, protocol answered by the "
           f"{server.implementation}", file=sys.stderr, flush=True)
     board.boot_log()
     server.announce()
@@ -376,10 +496,11 @@ class SimProcess:
     """
 
     def __init__(self, model_path: str | Path, arena: int | None = None, python_server: bool = False,
-                 start_timeout_s: float = 60.0):
+                 start_timeout_s: float = 60.0, arena_size: int | None = None, fault_op: int | None = None):
         self.model_path = str(model_path)
-        self.arena = arena
+        self.arena = arena_size or arena  # arena_size: the name `tinyflow simulate --arena-size` uses
         self.python_server = python_server
+        self.fault_op = fault_op
         self.start_timeout_s = start_timeout_s
         self.proc: subprocess.Popen | None = None
         self.port = ""
@@ -391,9 +512,11 @@ class SimProcess:
         cmd = [sys.executable, "-c", "import sys; from tinyflow.device.simulator import main; sys.exit(main())",
                self.model_path, "--parent-pid", str(os.getpid())]
         if self.arena:
-            cmd += ["--arena", str(self.arena)]
+            cmd += ["--arena-size", str(self.arena)]
         if self.python_server:
             cmd.append("--python-server")
+        if self.fault_op is not None:
+            cmd += ["--fault-op", str(self.fault_op)]
         # stdin is a pipe only we hold: when this process dies, however, the child reads EOF and stops.
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
@@ -427,13 +550,17 @@ class SimProcess:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="tinyflow simulate", description=__doc__.splitlines()[0])
     ap.add_argument("model")
-    ap.add_argument("--arena", type=int, help="arena bytes (default: the planned minimum for the sim board)")
+    ap.add_argument("--arena-size", "--arena", dest="arena", type=int,
+                    help="arena bytes (default: the planned minimum for the sim board); below what TFLM needs, the "
+                         "board fails its set-up as a board would")
     ap.add_argument("--python-server", action="store_true", help="answer with the Python server, not the C module")
+    ap.add_argument("--fault-op", type=int, metavar="K", help="a faulty board: op K's output (and every later op's) "
+                                                              "is off by 1 LSB in some elements")
     ap.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # set by SimProcess: die with it
     args = ap.parse_args(argv)
     if args.parent_pid is not None:
         die_with_parent(args.parent_pid)
-    serve(args.model, args.arena, use_c=not args.python_server, parent_pid=args.parent_pid)
+    serve(args.model, args.arena, use_c=not args.python_server, parent_pid=args.parent_pid, fault_op=args.fault_op)
     return 0
 
 
