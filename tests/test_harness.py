@@ -241,3 +241,20 @@ def test_the_simulated_board_stops_when_its_stdin_closes(model):
         assert _wait_gone(sim.proc.pid) and sim.proc.wait(timeout=10) == 0
     finally:
         sim.__exit__(None, None, None)
+
+
+def test_a_firmware_built_with_other_versions_than_the_plan_warns():
+    from tinyflow.boards import find_board
+    from tinyflow.device.harness import version_warnings
+    from tinyflow.plan import build_versions
+
+    planned = build_versions(find_board("esp32s3"))
+    assert planned["esp-nn"] == "1.2.3" and planned["esp-tflite-micro"] == "1.4.0"
+    same = {"esp_idf": "v5.4.1", "arduino_core": "none", "esp_tflite_micro": "1.4.0", "esp_nn": "1.2.3"}
+    assert version_warnings(planned, same) == ()
+    newer = version_warnings(planned, {**same, "esp_nn": "1.2.4"})
+    assert len(newer) == 1 and "esp-nn 1.2.4" in newer[0] and "esp-nn 1.2.3" in newer[0]
+    assert "--kernel-library-version" in newer[0]
+    # A firmware that does not know (older firmware, the simulated board) is not a mismatch.
+    assert version_warnings(planned, {**same, "esp_nn": "unknown", "esp_tflite_micro": "host"}) == ()
+    assert version_warnings(build_versions(find_board("sim")), same) == ()

@@ -62,6 +62,8 @@ def cmd_deploy(a: argparse.Namespace) -> int:
                             [[escape(c) for c in r] for r in summary_rows(result.report)]))
     for note in result.report["memory"]["notes"]:
         out_console.print(f"[dim]note:[/dim] {note}")
+    for w in result.measurement.version_warnings if result.measurement is not None else ():
+        out_console.print(f"[yellow]warning:[/yellow] {w}")
     if result.measurement is not None and result.measurement.kind == "simulated":
         out_console.print("[yellow]no board was attached: 'device' figures come from tinyflow's SIMULATED board "
                           "(host timings); pass --port to measure a real one[/yellow]")

@@ -11,7 +11,7 @@ from .options import bench_runs, board_options, positive_int, warmup_runs
 
 
 def print_measurement(m: Any) -> None:
-    from ..report import out_console, table
+    from ..report import err_console, out_console, table
 
     j = m.to_json()
     lat = j["latency_us"]
@@ -36,6 +36,8 @@ def print_measurement(m: Any) -> None:
     if j["resets"] or j["retries"]:
         rows.append(["link", f"{j['resets']} resets, {j['retries']} retried requests (nothing counted twice)"])
     out_console.print(table("tinyflow measure", ["", ""], rows))
+    for w in m.version_warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {w}")
     if m.profile:
         prow = [[str(p.index), p.op, f"{p.macs:,}", f"{p.us:,.1f}",
                  "–" if p.macs_per_cycle is None else f"{p.macs_per_cycle:.2f}"] for p in m.profile]

@@ -10,7 +10,7 @@ import re
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from ..boards import Board
 from ..errors import DeviceError
 from ..graph import ModelGraph, dequantize, quantize
 from ..model import Dataset, check_runs, class_ids, roc_auc, run_model, sample_errors
+from ..plan import build_versions
 from ..protocol import PROTOCOL_VERSION, REFLASH, SETUP, Hello, arena_missing_bytes, version_mismatch
 from .link import DeviceReset, Link
 
@@ -104,6 +105,7 @@ class Measurement:
     retries: int
     samples_per_s: float | None
     per_layer: PerLayer | None = None
+    version_warnings: tuple[str, ...] = ()  # the firmware was built with other versions than the plan's
 
     @property
     def versions(self) -> dict[str, str]:
@@ -127,6 +129,7 @@ class Measurement:
             "arena_region": h.arena_region,
             "self_test": {"passed": h.self_test_passed, "total": h.self_test_total},
             "device_versions": dict(h.versions),
+            "version_warnings": list(self.version_warnings),
             "latency_us": self.latency_us.to_json(),
             "cycles": self.cycles.to_json(0) if self.cycles else None,
             "runs": self.runs,
@@ -298,8 +301,8 @@ def measure(link: Link, graph: ModelGraph, tflite: bytes, data: Dataset | None =
             warmup: int = 5, limit: int | None = None, host_outputs: np.ndarray | None = None,
             logs: list[str] | None = None, progress: ProgressFn | None = None,
             per_layer: int = 0) -> Measurement:
-    """``per_layer``: also compare every op's output with the host's over this many inputs (0: not)."""
-    """Run the whole measurement over ``link``; ``host_outputs``: the host TFLM's raw outputs for x_test."""
+    """Run the whole measurement over ``link``; ``host_outputs``: the host TFLM's raw outputs for x_test;
+    ``per_layer``: also compare every op's output with the host's over this many inputs (0: not)."""
     logs = logs if logs is not None else []
     session = _Session(link, graph, logs)
     hello = session.call(link.hello)
@@ -376,6 +379,24 @@ def measure(link: Link, graph: ModelGraph, tflite: bytes, data: Dataset | None =
                        session.resets, link.retried - retries_before, rate, layers)
 
 
+# What HELLO says when the firmware does not know a component's version (or has none: the simulated board).
+_UNREPORTED = ("", "unknown", "none", "host")
+
+
+def version_warnings(planned: dict[str, str], reported: dict[str, str]) -> tuple[str, ...]:
+    """One sentence per component the device reports at another version than the plan was made for: the
+    kernel-library rules (ESP-NN's scratch sizes) are exact per version, so the arena may not be the one
+    the plan sized. A component the firmware does not report says nothing."""
+    out = []
+    for name, want in planned.items():
+        got = reported.get(name.replace("-", "_"), "")
+        if want and got not in _UNREPORTED and got != want:
+            out.append(f"the board's firmware was built with {name} {got} but the plan is for {name} {want}: its "
+                       "arena may differ from the plan; re-generate and flash, or plan with "
+                       "--kernel-library-version for the versions it was built with")
+    return tuple(out)
+
+
 def measure_on(port: str | None, model_path: str | Path, graph: ModelGraph, tflite: bytes, board: Board,
                data: Dataset | None = None, runs: int = 50, warmup: int = 5, limit: int | None = None,
                host_outputs: np.ndarray | None = None, progress: ProgressFn | None = None,
@@ -407,6 +428,7 @@ def measure_on(port: str | None, model_path: str | Path, graph: ModelGraph, tfli
     try:
         link = Link(serial_port, timeout_s=timeout_s, bytes_per_s=max(board.monitor_speed / 10, 11_520), on_log=log)
         link.wait_hello(10)
-        return measure(link, graph, tflite, data, runs, warmup, limit, host_outputs, logs, progress, per_layer)
+        m = measure(link, graph, tflite, data, runs, warmup, limit, host_outputs, logs, progress, per_layer)
+        return replace(m, version_warnings=version_warnings(build_versions(board), m.versions))
     finally:
         serial_port.close()
