@@ -43,12 +43,12 @@ def app(request, corpus_model, tmp_path_factory) -> tuple[Path, int, bool]:
     # Without vectors model_data.h declares no self-test arrays: the app must compile both ways.
     count, keep = request.param
     vectors = self_test_vectors(data, graph, count, None)
-    project = generate(graph, data, assess(graph, find_board("esp32s3")), d / "fw", "cnn_pool", self_test=vectors)
+    project = generate(graph, data, assess(graph, find_board("esp32s3")), d / "fw", "cnn_pool", self_test=vectors,
+                       keep_tensors=keep)
     src = project.platformio / "src"
     exe = d / "app"
     proc = subprocess.run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", f"-I{src}",
-                           f"-I{HERE / 'c' / 'tflm_interface'}", "-DTINYFLOW_BUILD_ESP_NN=\"1.1.2\"",
-                           *(["-DTINYFLOW_KEEP_TENSORS"] if keep else []),
+                           f"-I{HERE / 'c' / 'tflm_interface'}",
                            str(HERE / "c" / "host_app_main.cc"), str(src / "tinyflow_app.cc"),
                            str(src / "tinyflow_protocol.cc"), str(src / "model_data.cc"), "-o", str(exe)],
                           capture_output=True, text=True)
@@ -76,8 +76,9 @@ def test_a_failed_allocation_reaches_hello_in_tflms_words(app):
     assert hello.arena_needed_bytes == arena + 300
     # The serial monitor still shows TFLM's lines, and stderr is restored after set-up.
     assert "missing: 300" in stderr and "after set-up: stderr is the process's own again" in stderr
-    assert hello.versions == {"esp_idf": "host-test", "arduino_core": "none", "esp_tflite_micro": "unknown",
-                              "esp_nn": "1.1.2"}
+    # The versions the generated project pins (tinyflow_config.h), as plan.build_versions gives them.
+    assert hello.versions == {"esp_idf": "host-test", "arduino_core": "none", "esp_tflite_micro": "1.4.0",
+                              "esp_nn": "1.2.3"}
 
 
 def test_a_ready_setup_says_so_with_the_arena_used(app):

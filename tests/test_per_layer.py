@@ -77,3 +77,37 @@ def test_per_layer_takes_its_inputs_from_x_test(model, capsys, tmp_path):
         layers = _per_layer(capsys, path, sim.port, "--data", str(npz), "--per-layer-inputs", "2")
     assert (layers["inputs"], layers["source"]) == (2, "x_test")
     assert layers["first_divergent_op"] == {"index": 0, "op": graph.main.operators[0].name}
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn_pool", "ds_cnn", "two_outputs"])
+def test_the_keep_tensors_build_gets_an_arena_the_real_preserve_all_interpreter_builds_in(name, corpus_model,
+                                                                                          tmp_path):
+    """`generate --keep-tensors`: TINYFLOW_KEEP_TENSORS defined, and its estimated arena at least what the
+    host TFLM needs in preserve-all-tensors mode (a 64-bit build, larger than the board's 32-bit one)."""
+    from tinyflow.boards import find_board
+    from tinyflow.firmware import generate
+    from tinyflow.graph import read_graph
+    from tinyflow.model import smallest_arena
+    from tinyflow.plan import assess
+
+    data = corpus_model(name)
+    graph = read_graph(data)
+    project = generate(graph, data, assess(graph, find_board("esp32s3"), tflite=data), tmp_path / "fw", name,
+                       keep_tensors=True)
+    config = (project.platformio / "src" / "tinyflow_config.h").read_text()
+    assert "#define TINYFLOW_KEEP_TENSORS 1" in config
+    arena = int(next(ln for ln in config.splitlines() if "kTinyflowArenaBytes =" in ln).split("=")[1].strip(" ;"))
+    needed = smallest_arena(data, name, keep_all_tensors=True)
+    assert arena >= needed > smallest_arena(data, name)
+
+
+def test_generate_keep_tensors_from_the_command_line(corpus_model, tmp_path):
+    model = tmp_path / "cnn_pool.tflite"
+    model.write_bytes(corpus_model("cnn_pool"))
+    out = tmp_path / "fw"
+    assert main(["generate", str(model), "--board", "esp32s3", "--out", str(out), "--keep-tensors"]) == 0
+    config = (out / "platformio" / "src" / "tinyflow_config.h").read_text()
+    assert "#define TINYFLOW_KEEP_TENSORS 1" in config
+    assert main(["generate", str(model), "--board", "esp32s3", "--out", str(tmp_path / "plain")]) == 0
+    plain = (tmp_path / "plain" / "platformio" / "src" / "tinyflow_config.h").read_text()
+    assert "TINYFLOW_KEEP_TENSORS 1" not in plain

@@ -68,7 +68,7 @@ def cmd_generate(a: argparse.Namespace) -> int:
         check_matches_graph(data, graph)
     x = data.x_test if data is not None else None
     st = self_test_vectors(tflite, graph, a.self_test, x)
-    project = generate(graph, tflite, bp, a.out, Path(a.model).stem, labels, st, a.force)
+    project = generate(graph, tflite, bp, a.out, Path(a.model).stem, labels, st, a.force, a.keep_tensors)
     for kind, path in (("PlatformIO project", project.platformio), ("Arduino sketch", project.arduino)):
         if path is not None:
             out_console.print(f"{kind}: {path}")
@@ -87,4 +87,7 @@ def register(command: Command) -> None:
                    help="embed N test inputs and the host's outputs; the firmware checks them at boot")
     p.add_argument("--data", metavar="DATA.npz", help="take the self-test inputs from x_test")
     p.add_argument("--labels", metavar="FILE", help="class labels, one per line")
+    p.add_argument("--keep-tensors", action="store_true",
+                   help="a debug build that keeps every op's output for `tinyflow measure --per-layer` (TFLM's "
+                        "preserve-all-tensors mode; a larger, estimated arena, in PSRAM when SRAM is short)")
     p.add_argument("--force", action="store_true", help="replace an output directory tinyflow did not write")

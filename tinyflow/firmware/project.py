@@ -134,9 +134,42 @@ def _arduino(ctx: dict[str, Any], dest: Path, files: list[Path]) -> None:
         _write(folder / "partitions.csv", render("platformio/partitions.csv.j2", ctx), files)
 
 
+# A keep-tensors build (TINYFLOW_KEEP_TENSORS: TFLM's preserve-all-tensors interpreter, for `measure
+# --per-layer`) gives every tensor its own space, and TFLM's preserve-all mode allocates more besides (on the
+# host: an MLP of 2,440 B needs 10,176 B). tinyflow does not model that mode exactly, so the arena is a
+# generous estimate, checked on the host against the real interpreter's smallest preserve-all arena; if a
+# board's is still short, its HELLO says by how much (the set-up status).
+KEEP_TENSORS_SLACK_BYTES = 16 * 1024
+
+
+def keep_tensors_arena(graph: ModelGraph, bp: BoardPlan) -> int:
+    every_tensor = sum((t.bytes + 15) // 16 * 16 for sg in graph.subgraphs for t in sg.tensors
+                       if t.is_activation and t.index in sg.used_tensors)
+    return 2 * bp.memory.min_arena_bytes + every_tensor + KEEP_TENSORS_SLACK_BYTES + bp.board.arena_margin_bytes
+
+
+def _keep_tensors(ctx: dict[str, Any], graph: ModelGraph, bp: BoardPlan) -> None:
+    board, need = bp.board, keep_tensors_arena(graph, bp)
+    if need <= board.arena_sram_bytes:
+        region = "sram"
+    elif need <= board.psram_bytes:
+        region = "psram"
+    else:
+        room = board.arena_sram_bytes + board.psram_bytes
+        raise InputError(f"a --keep-tensors build of this model needs an arena of about {need:,} B, more than "
+                         f"{board.id} has ({room:,} B of SRAM and PSRAM for it); compare per layer on the "
+                         "simulated board instead (tinyflow measure --per-layer without --port)")
+    ctx["arena"] = {**ctx["arena"], "bytes": need, "psram": region == "psram", "region": region}
+    ctx["keep_tensors"] = True
+
+
 def build_context(graph: ModelGraph, tflite: bytes, bp: BoardPlan, model_name: str,
-                  labels: list[str] | None = None, self_test: SelfTest | None = None) -> dict[str, Any]:
+                  labels: list[str] | None = None, self_test: SelfTest | None = None,
+                  keep_tensors: bool = False) -> dict[str, Any]:
     ctx = context(graph, tflite, bp, model_name, labels, self_test)
+    ctx["keep_tensors"] = False
+    if keep_tensors:
+        _keep_tensors(ctx, graph, bp)
     board, budget = bp.board, bp.budget
     index, table = next(((i, t) for i, t in enumerate(board.partition_tables) if t.name == budget.partition_table),
                         (None, None))
@@ -165,14 +198,16 @@ def build_context(graph: ModelGraph, tflite: bytes, bp: BoardPlan, model_name: s
 
 
 def write_project(dest: Path, graph: ModelGraph, tflite: bytes, bp: BoardPlan, model_name: str,
-                  labels: list[str] | None = None, self_test: SelfTest | None = None) -> FirmwareProject:
-    """Write ``dest/platformio`` and ``dest/arduino/<sketch>`` (those the board describes) into ``dest``."""
+                  labels: list[str] | None = None, self_test: SelfTest | None = None,
+                  keep_tensors: bool = False) -> FirmwareProject:
+    """Write ``dest/platformio`` and ``dest/arduino/<sketch>`` (those the board describes) into ``dest``;
+    ``keep_tensors``: the debug build that `measure --per-layer` reads every op's output from."""
     if not bp.fits:
         raise InputError(f"the model does not fit {bp.board.id}; run `tinyflow plan` to see why")
     files: list[Path] = []
     pio_dir = ard_dir = None
     try:
-        ctx = build_context(graph, tflite, bp, model_name, labels, self_test)
+        ctx = build_context(graph, tflite, bp, model_name, labels, self_test, keep_tensors)
         if ctx["platformio"] is not None:
             pio_dir = dest / "platformio"
             _platformio(ctx, pio_dir, files)
@@ -187,11 +222,11 @@ def write_project(dest: Path, graph: ModelGraph, tflite: bytes, bp: BoardPlan, m
 
 def generate(graph: ModelGraph, tflite: bytes, bp: BoardPlan, out: str | Path, model_name: str,
              labels: list[str] | None = None, self_test: SelfTest | None = None,
-             force: bool = False) -> FirmwareProject:
+             force: bool = False, keep_tensors: bool = False) -> FirmwareProject:
     """``tinyflow generate``: the projects in ``out``, all or nothing."""
     with OutputDir(out, force) as outdir:
         staging = outdir.path
-        project = write_project(staging, graph, tflite, bp, model_name, labels, self_test)
+        project = write_project(staging, graph, tflite, bp, model_name, labels, self_test, keep_tensors)
         root = outdir.publish()
     return relocate(project, staging, root)
 

@@ -150,10 +150,12 @@ def check_runs(model: bytes, source: str = "<model>", arena_size: int | None = N
     _RUNS.add(key)
 
 
-def smallest_arena(model: bytes, source: str = "<model>") -> int:
-    """The smallest ``arena_size`` with which the real interpreter builds, found by bisection."""
+def smallest_arena(model: bytes, source: str = "<model>", keep_all_tensors: bool = False) -> int:
+    """The smallest ``arena_size`` with which the real interpreter builds, found by bisection
+    (``keep_all_tensors``: in TFLM's preserve-all-tensors mode, as a keep-tensors firmware runs)."""
     try:
-        out = _call("smallest", {"model": np.frombuffer(model, dtype=np.uint8)})
+        out = _call("smallest", {"model": np.frombuffer(model, dtype=np.uint8),
+                                 "keep_all": np.array([keep_all_tensors])})
     except TflmCrash as e:
         raise _explain_crash(e, source) from None
     return int(out["smallest"][0])
@@ -180,9 +182,15 @@ def parse_allocations(text: str) -> Allocations:
 # ---- the child process -------------------------------------------------------------------------------
 
 
+_KEEP_ALL = [False]  # in the child: build every interpreter in TFLM's preserve-all-tensors mode
+
+
 def _interpreter(model: bytes, arena: int):
     from tflite_micro import runtime
 
+    if _KEEP_ALL[0]:  # the wheel's keyword is spelled so
+        return runtime.Interpreter.from_bytes(model, arena_size=int(arena),
+                                              intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
     return runtime.Interpreter.from_bytes(model, arena_size=int(arena))
 
 
@@ -287,6 +295,7 @@ def _child(command: str, req_path: str, resp_path: str) -> None:
     elif command == "builds":
         np.savez(resp_path, ok=np.array([_try_build(model, int(req["arena"][0]))]))
     elif command == "smallest":
+        _KEEP_ALL[0] = bool(req["keep_all"][0]) if "keep_all" in req else False
         np.savez(resp_path, smallest=np.array([_smallest(model)]))
     elif command == "allocations":
         it = _interpreter(model, int(req["arena"]))
