@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 from .errors import InputError, OutputExistsError
 
@@ -36,15 +37,26 @@ _STALE_AFTER_S = 24 * 3600
 _SHOWN = 3  # paths named in a refusal; the rest are counted
 
 
-def file_sha256(path: Path) -> str | None:
-    """The SHA-256 of a regular file, without following a symbolic link; None for anything else."""
+def open_regular(path: Path) -> BinaryIO | None:
+    """``path`` opened for reading if it is a regular file, without following a symbolic link (and without
+    blocking on a FIFO); None for anything else. What is checked is what is read: no window for a swap."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
+    f = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        f.close()
+        return None
+    return f
+
+
+def file_sha256(path: Path) -> str | None:
+    """The SHA-256 of a regular file, without following a symbolic link; None for anything else."""
+    f = open_regular(path)
+    if f is None:
+        return None
+    with f:
         h = hashlib.sha256()
         while chunk := f.read(1 << 20):
             h.update(chunk)

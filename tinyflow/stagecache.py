@@ -15,7 +15,6 @@ import io
 import json
 import os
 import shutil
-import stat
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .outdir import read_marker, write_bytes, write_text
+from .outdir import open_regular, read_marker, write_bytes, write_text
 
 STAGES_DIR = ".stages"
 
@@ -93,13 +92,10 @@ def load(out_dir: Path, key: str) -> CachedModel | None:
 
 def _read_regular(path: Path) -> bytes | None:
     # The bytes that are hashed are the bytes that are used: no window for a swap between the two.
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
+    f = open_regular(path)
+    if f is None:
         return None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
+    with f:
         return f.read()
 
 
