@@ -120,7 +120,24 @@ def _remote_classes() -> tuple[type, type]:
     import serial.rfc2217
     from serial.urlhandler.protocol_socket import Serial as SocketSerial
 
-    class RemoteSocket(SocketSerial):
+    class LostIsDeviceError:
+        """A network port's failures mid-run (the connection dropped) as the link's one-line DeviceError."""
+
+        portstr: str
+
+        def read(self, size: int = 1) -> bytes:
+            try:
+                return super().read(size)
+            except (serial.SerialException, OSError) as e:
+                raise _lost(self.portstr, e) from None
+
+        def write(self, data: bytes) -> int:
+            try:
+                return super().write(data)
+            except (serial.SerialException, OSError) as e:
+                raise _lost(self.portstr, e) from None
+
+    class RemoteSocket(LostIsDeviceError, SocketSerial):
         @property
         def in_waiting(self) -> int:
             # pyserial answers 1 when the socket is readable, whatever has arrived; the link reads
@@ -139,19 +156,7 @@ def _remote_classes() -> tuple[type, type]:
             self.telnet_seen = self.telnet_seen or _telnet_greeting(self._socket)
             super().reset_input_buffer()
 
-        def read(self, size: int = 1) -> bytes:
-            try:
-                return super().read(size)
-            except (serial.SerialException, OSError) as e:
-                raise _lost(self.portstr, e) from None
-
-        def write(self, data: bytes) -> int:
-            try:
-                return super().write(data)
-            except (serial.SerialException, OSError) as e:
-                raise _lost(self.portstr, e) from None
-
-    class RemoteRFC2217(serial.rfc2217.Serial):
+    class RemoteRFC2217(LostIsDeviceError, serial.rfc2217.Serial):
         # The link sets the read timeout before every read. pyserial's setter calls _reconfigure_port(),
         # which for RFC 2217 sends baud rate, data bits, parity and stop bits to the server and sleeps until
         # it acknowledges them: a network round trip and 50 ms per read. The read timeout is client-side
@@ -165,18 +170,6 @@ def _remote_classes() -> tuple[type, type]:
             if value is not None and value < 0:
                 raise ValueError(f"Not a valid timeout: {value!r}")
             self._timeout = value
-
-        def read(self, size: int = 1) -> bytes:
-            try:
-                return super().read(size)
-            except (serial.SerialException, OSError) as e:
-                raise _lost(self.portstr, e) from None
-
-        def write(self, data: bytes) -> int:
-            try:
-                return super().write(data)
-            except (serial.SerialException, OSError) as e:
-                raise _lost(self.portstr, e) from None
 
     return RemoteSocket, RemoteRFC2217
 
