@@ -19,8 +19,10 @@ from .reader import (
     read_tflite,
     tflite_schema,
 )
+from .validate import OFFLINE_PLAN_METADATA
 
 __all__ = [
-    "ModelGraph", "Operator", "Quantization", "Subgraph", "Tensor", "check_tflite_bytes", "constant_array",
+    "OFFLINE_PLAN_METADATA", "ModelGraph", "Operator", "Quantization", "Subgraph", "Tensor", "check_tflite_bytes",
+    "constant_array",
     "dequantize", "quantize", "read_graph", "read_graph_file", "read_tflite", "resolver_method", "tflite_schema",
 ]

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..graph import ModelGraph
+from ..graph import OFFLINE_PLAN_METADATA, ModelGraph
 from .greedy import ONLINE, Buffer, arena_size, greedy_offsets, peak_live_bytes
-from .planner import OFFLINE_PLAN_METADATA, planned_buffers
+from .planner import planned_buffers
 
 DEFAULT_BUDGET_S = 2.0
 _FORMAT_VERSION = 1

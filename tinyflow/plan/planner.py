@@ -16,13 +16,12 @@ import struct
 from dataclasses import dataclass, field
 
 from ..errors import InputError
-from ..graph import ModelGraph, Subgraph, Tensor
+from ..graph import OFFLINE_PLAN_METADATA, ModelGraph, Subgraph, Tensor
 from .greedy import ONLINE, Buffer, arena_size, greedy_offsets, peak_live_bytes
 from .kernel_libraries import adjust_init, extra_prepare
 from .kernels import OpView, UnsupportedOp, builtin_data, init_events, prepare_events
 from .tflm_abi import Abi, abi_for
 
-OFFLINE_PLAN_METADATA = "OfflineMemoryAllocation"
 ALIGN = 16  # MicroArenaBufferAlignment()
 _CONTROL_FLOW = {"IF": ("thenSubgraphIndex", "elseSubgraphIndex"), "WHILE": ("condSubgraphIndex", "bodySubgraphIndex"),
                  "CALL_ONCE": ("initSubgraphIndex",)}
@@ -84,17 +83,12 @@ class _Seq:
 
 
 def offline_offsets(graph: ModelGraph) -> list[int] | None:
-    """The OfflineMemoryAllocation metadata, one int32 offset per tensor (all subgraphs), -1 = plan online."""
+    """The OfflineMemoryAllocation metadata, one int32 offset per tensor (all subgraphs), -1 = plan online.
+    Its header and length were checked when the model was read (graph/validate.py)."""
     raw = graph.metadata.get(OFFLINE_PLAN_METADATA)
     if raw is None:
         return None
-    if len(raw) < 12:
-        raise InputError(f"the {OFFLINE_PLAN_METADATA} metadata is truncated ({len(raw)} bytes)")
     n = struct.unpack_from("<I", raw, 8)[0]
-    total = sum(len(sg.tensors) for sg in graph.subgraphs)
-    if n != total or len(raw) < 12 + 4 * n:
-        raise InputError(f"the {OFFLINE_PLAN_METADATA} metadata has {n} offsets for {total} tensors; TFLM "
-                         "refuses such a model")
     return list(struct.unpack_from(f"<{n}i", raw, 12))
 
 
