@@ -7,6 +7,7 @@ a child Python on ``_child``, and reads the answer back; a crash becomes a clear
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -130,8 +131,6 @@ def check_runs(model: bytes, source: str = "<model>", arena_size: int | None = N
     """Build the interpreter and invoke the model once on zero inputs, in a child; a model TFLM refuses or
     crashes on is an ``InputError`` with what TFLM said. A structurally valid flatbuffer can still be one
     TFLM cannot run (an op whose Prepare refuses its tensors); this is the check before saying "fits"."""
-    import hashlib
-
     key = hashlib.sha256(model).hexdigest() + f":{arena_size}"
     if key in _RUNS:
         return
@@ -182,19 +181,17 @@ def parse_allocations(text: str) -> Allocations:
 # ---- the child process -------------------------------------------------------------------------------
 
 
-_KEEP_ALL = [False]  # in the child: build every interpreter in TFLM's preserve-all-tensors mode
-
-
-def _interpreter(model: bytes, arena: int):
+def _interpreter(model: bytes, arena: int, keep_all: bool = False):
+    """``keep_all``: TFLM's preserve-all-tensors mode, as a keep-tensors firmware runs."""
     from tflite_micro import runtime
 
-    if _KEEP_ALL[0]:  # the wheel's keyword is spelled so
+    if keep_all:  # the wheel's keyword is spelled so
         return runtime.Interpreter.from_bytes(model, arena_size=int(arena),
                                               intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
     return runtime.Interpreter.from_bytes(model, arena_size=int(arena))
 
 
-def _try_build(model: bytes, arena: int) -> bool:
+def _try_build(model: bytes, arena: int, keep_all: bool = False) -> bool:
     """Build in a forked process: after a failed Prepare, TFLM's allocator state can crash the next build
     in the same process (seen: "All temp buffers must be freed before calling ResetTempAllocations()")."""
     pid = os.fork()
@@ -204,7 +201,7 @@ def _try_build(model: bytes, arena: int) -> bool:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
-            _interpreter(model, arena)
+            _interpreter(model, arena, keep_all)
             code = 0
         except BaseException:
             code = 1
@@ -214,19 +211,19 @@ def _try_build(model: bytes, arena: int) -> bool:
     return os.waitstatus_to_exitcode(status) == 0
 
 
-def _smallest(model: bytes) -> int:
+def _smallest(model: bytes, keep_all: bool = False) -> int:
     hi = max(4096, 16 * len(model))
     # One build here first: the interpreter's one-time start-up (~0.2 s) is then inherited by every forked
     # trial instead of being paid in each. A model that fails even with this arena fails the search anyway.
-    _interpreter(model, hi * 4)
-    while not _try_build(model, hi):
+    _interpreter(model, hi * 4, keep_all)
+    while not _try_build(model, hi, keep_all):
         if hi > 1 << 31:
             raise RuntimeError("the model does not build even with a 2 GB arena")
         hi *= 2
     lo = 0  # invariant: lo fails, hi builds
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if _try_build(model, mid):
+        if _try_build(model, mid, keep_all):
             hi = mid
         else:
             lo = mid
@@ -295,8 +292,8 @@ def _child(command: str, req_path: str, resp_path: str) -> None:
     elif command == "builds":
         np.savez(resp_path, ok=np.array([_try_build(model, int(req["arena"][0]))]))
     elif command == "smallest":
-        _KEEP_ALL[0] = bool(req["keep_all"][0]) if "keep_all" in req else False
-        np.savez(resp_path, smallest=np.array([_smallest(model)]))
+        keep_all = bool(req["keep_all"][0]) if "keep_all" in req else False
+        np.savez(resp_path, smallest=np.array([_smallest(model, keep_all)]))
     elif command == "allocations":
         it = _interpreter(model, int(req["arena"]))
         text = _capture_c_output(it.print_allocations)
