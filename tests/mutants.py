@@ -25,9 +25,6 @@ SWAP_OPS = ("MEAN", "SOFTMAX", "ADD", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CON
             "L2_NORMALIZATION", "ARG_MAX", "WHILE", "IF", "CALL_ONCE", "VAR_HANDLE", "READ_VARIABLE")
 
 
-_model, _pack = unpack, pack
-
-
 def _offline_plan(offsets: list[int], n: int | None = None) -> bytes:
     return struct.pack(f"<3i{len(offsets)}i", 1, 1, len(offsets) if n is None else n, *offsets)
 
@@ -47,7 +44,7 @@ def structural_mutations(data: bytes, every_swap: bool = False) -> Iterator[tupl
     """``(label, mutate)`` pairs; ``mutate`` edits a fresh ``ModelT`` of ``data`` in place. Each op of
     ``SWAP_OPS`` replaces one op of the model in turn (``every_swap``: replaces each op)."""
     s = tflite_schema()
-    base = _model(data)
+    base = unpack(data)
     sg = base.subgraphs[0]
     n_t, n_ops, n_buf = len(sg.tensors), len(sg.operators), len(base.buffers)
     const = next(i for i, t in enumerate(sg.tensors) if t.buffer and base.buffers[t.buffer].data is not None)
@@ -131,9 +128,9 @@ def structural_mutations(data: bytes, every_swap: bool = False) -> Iterator[tupl
 def mutants(data: bytes, byte_flips: int = 40, seed: int = 0, every_swap: bool = False) -> Iterator[tuple[str, bytes]]:
     """Every structural mutant of ``data`` and ``byte_flips`` random byte mutants, as ``(label, bytes)``."""
     for label, mutate in structural_mutations(data, every_swap):
-        m = _model(data)
+        m = unpack(data)
         mutate(m)
-        yield label, _pack(m)
+        yield label, pack(m)
     rng = random.Random(seed)
     for i in range(byte_flips):
         b = bytearray(data)

@@ -92,11 +92,11 @@ def test_corrupt_models_are_refused_in_one_line_or_run_in_tflm(name, corpus_mode
 
 
 def test_a_model_tflm_refuses_is_exit_2_with_what_tflm_said(corpus_model, tmp_path, capsys):
-    from tests.mutants import _model, _pack
     from tinyflow.graph import tflite_schema
+    from tinyflow.plan.flatbuf import pack, unpack
 
     s = tflite_schema()
-    m = _model(corpus_model("cnn_pool"))
+    m = unpack(corpus_model("cnn_pool"))
     # A structurally valid file whose first op (a conv: input, filter, bias) is now a MEAN: TFLM's Prepare
     # refuses three inputs.
     oc = s.OperatorCodeT()
@@ -105,7 +105,7 @@ def test_a_model_tflm_refuses_is_exit_2_with_what_tflm_said(corpus_model, tmp_pa
     m.operatorCodes.append(oc)
     m.subgraphs[0].operators[0].opcodeIndex = len(m.operatorCodes) - 1
     path = tmp_path / "mean.tflite"
-    path.write_bytes(_pack(m))
+    path.write_bytes(pack(m))
     code, err = _run(["plan", "--board", "esp32s3", str(path)], capsys)
     assert code == 2
     assert err.startswith(f"tinyflow: error: {path}: the host TFLM interpreter cannot run the model") and "MEAN" in err
