@@ -10,9 +10,9 @@ import pytest
 
 from tinyflow.cli import main
 from tinyflow.errors import DoesNotFitError
+from tinyflow.graph import rewrite_flatbuffer as rewrite
 from tinyflow.graph.reader import read_graph
 from tinyflow.model.tflm_host import smallest_arena
-from tinyflow.plan.flatbuf import rewrite
 from tinyflow.plan.hazards import ABORT, ERROR, find_hazards
 
 
