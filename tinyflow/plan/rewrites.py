@@ -34,6 +34,8 @@ from .latency import estimate
 from .planner import MemoryPlan, plan_graph
 
 DEFAULT_MAX_LATENCY_INCREASE = 0.20
+# A rewrite must pay for its extra ops: below this share of the arena it is not worth them.
+MIN_SAVING = 0.02
 # A count, not a time: the choice must not depend on how busy the machine is.
 DEFAULT_MAX_CANDIDATES = 400
 _GRIDS = ((2, 2), (2, 1), (1, 2), (3, 2), (2, 3), (3, 3), (4, 1), (4, 2), (4, 4))
@@ -244,7 +246,7 @@ def choose_rewrite(tflite: bytes, graph: ModelGraph, board: Board,
             break
         current = best
         steps.append(current.arena)
-    if current is base:
+    if current is base or current.arena > base.arena * (1 - MIN_SAVING):
         return None
     data = apply_rewrite(tflite, current.rewrite)
     lat0, lat1 = estimate(graph, board), estimate(current.graph, board)
@@ -253,3 +255,25 @@ def choose_rewrite(tflite: bytes, graph: ModelGraph, board: Board,
                          current.graph.total_macs, len(graph.main.operators), len(current.graph.main.operators),
                          None if lat0 is None else lat0.total_us, None if lat1 is None else lat1.total_us,
                          max_latency_increase, layouts, len(search.seen), time.perf_counter() - started)
+
+
+def same_outputs(original: bytes, rewritten: bytes, graph: ModelGraph, samples: int = 2, seed: int = 0) -> bool:
+    """Whether the host TFLM gives bit-identical outputs for both models on random inputs: the rewrite's
+    exactness, checked on the real interpreter before a plan relies on it."""
+    import numpy as np
+
+    from ..model import run_model
+
+    rng = np.random.default_rng(seed)
+    inputs = []
+    for t in graph.input_tensors():
+        # run_model invokes once per sample: the first axis counts samples, each of the tensor's shape
+        size = (samples, *t.shape[1:]) if t.shape and t.shape[0] == 1 else (1, *t.shape)
+        dtype = np.dtype(t.dtype.lower()) if t.dtype in ("INT8", "UINT8", "INT16", "INT32") else np.float32
+        if dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            inputs.append(rng.integers(info.min, info.max, size=size, endpoint=True, dtype=dtype))
+        else:
+            inputs.append(rng.standard_normal(size).astype(dtype))
+    a, b = run_model(original, inputs), run_model(rewritten, inputs)
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
