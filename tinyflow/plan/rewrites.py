@@ -41,7 +41,7 @@ DEFAULT_MAX_CANDIDATES = 400
 _GRIDS = ((2, 2), (2, 1), (1, 2), (3, 2), (2, 3), (3, 3), (4, 1), (4, 2), (4, 4))
 _FIRST_GRIDS = ((2, 1), (2, 2))
 _MAX_STAGE_OPS = 12
-_MAX_GROUPS = 16
+_MAX_GROUPS = 8  # TFLM's CONCATENATION takes at most 10 inputs (kMaxInputNum)
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ def _neighbours(search: _Search, rw: Rewrite, op: int) -> list[Rewrite]:
     cout = dict(cands.splittable).get(op, 0)
     if stage is None and cout:  # (a split op is never inside a stage: _free keeps stages off split ops)
         have = dict(rw.splits).get(op, 1)
-        for g in (2, 4, 8, _MAX_GROUPS):
+        for g in (2, 4, _MAX_GROUPS):
             if g > have and cout % g == 0 and cout // g >= 4:
                 splits = tuple(sorted({**dict(rw.splits), op: g}.items()))
                 out.append(replace(rw, splits=splits))

@@ -28,6 +28,8 @@ from .editor import Editor
 
 PATCHABLE = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD", "PAD")
 
+MAX_CONCAT_INPUTS = 10  # TFLM's CONCATENATION refuses more (kernels/concatenation.cc, kMaxInputNum)
+
 Region = tuple[int, int, int, int]  # rows [r0, r1), cols [c0, c1)
 
 
@@ -248,7 +250,8 @@ def patch(model: Any, plan: PatchPlan) -> int:
     shapes = {t: _shape(sg, t) for so in stage for t in (*so.data_inputs, so.output)}
     y = stage[-1].output
     h, w = shapes[y][1], shapes[y][2]
-    if plan.rows < 1 or plan.cols < 1 or plan.rows > h or plan.cols > w or plan.rows * plan.cols < 2:
+    if not (1 <= plan.rows <= min(h, MAX_CONCAT_INPUTS) and 1 <= plan.cols <= min(w, MAX_CONCAT_INPUTS)) \
+            or plan.rows * plan.cols < 2:
         raise ValueError(f"a {plan.rows}x{plan.cols} grid does not divide a {h}x{w} stage output")
     ed = Editor(model)
     ed.origin = plan.start

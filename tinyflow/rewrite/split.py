@@ -16,7 +16,7 @@ import numpy as np
 
 from ..graph import tflite_schema
 from .editor import Editor
-from .patches import _name, _split
+from .patches import MAX_CONCAT_INPUTS, _name, _split
 
 
 def splittable(model: Any, i: int) -> int:
@@ -60,7 +60,7 @@ def split_channels(model: Any, splits: dict[int, int]) -> None:
         if groups <= 1:
             ed.ops.append(op)
             continue
-        if not cout or groups > cout:
+        if not cout or groups > min(cout, MAX_CONCAT_INPUTS):
             raise ValueError(f"op {i} cannot be split into {groups} groups")
         ed.origin = getattr(op, "tinyflow_origin", i)
         x, w = int(op.inputs[0]), int(op.inputs[1])
