@@ -319,17 +319,20 @@ def read_graph(data: bytes, source: str | Path = "<model>") -> ModelGraph:
     return graph_from_model(model, len(data), hashlib.sha256(data).hexdigest(), source)
 
 
-def graph_from_model(model: Any, size_bytes: int, sha256: str = "", source: str | Path = "<model>") -> ModelGraph:
+def graph_from_model(model: Any, size_bytes: int, sha256: str = "", source: str | Path = "<model>",
+                     validate: bool = True) -> ModelGraph:
     """The graph of an unpacked model (the schema's ``ModelT``), validated as ``read_graph`` validates bytes:
-    lets a rewrite be planned without packing it."""
+    lets a rewrite be planned without packing it (``validate=False`` for a search's own candidates, whose
+    chosen one is read back from its bytes, validated)."""
     schema = tflite_schema()
     if not model.subgraphs:
         raise InputError(f"{source}: the model has no subgraphs; re-export it")
 
     type_names = _enum_names(schema.TensorType)
     op_names = _enum_names(schema.BuiltinOperator)
-    validate_model(model, size_bytes, {code: _TYPE_BYTES.get(name, 0) for code, name in type_names.items()}, op_names,
-                   source)
+    if validate:
+        type_bytes = {code: _TYPE_BYTES.get(name, 0) for code, name in type_names.items()}
+        validate_model(model, size_bytes, type_bytes, op_names, source)
     buffers = model.buffers or []
 
     def has_data(buffer_index: int) -> bool:

@@ -372,12 +372,16 @@ def planned_buffers(graph: ModelGraph, pointer_bytes: int, kernel_library: str =
 
 
 def plan_graph(graph: ModelGraph, pointer_bytes: int, kernel_library: str = "reference",
-               mcu: str = "") -> MemoryPlan:
-    """The exact arena plan for a TFLM build with this pointer size and kernel library (see module doc)."""
+               mcu: str = "", exact: bool = True) -> MemoryPlan:
+    """The exact arena plan for a TFLM build with this pointer size and kernel library (see module doc).
+
+    ``exact=False`` replays the allocator for one arena-end alignment instead of all 16: a figure at most a
+    few alignment bytes above the exact one, for searches that compare many candidates and plan the chosen
+    one exactly."""
     abi = abi_for(pointer_bytes)
     seq, buffers, meta = build_sequence(graph, abi, kernel_library, mcu)
     best = None
-    for rho in range(ALIGN):
+    for rho in range(ALIGN if exact else 1):
         bound, binder, u, cats = _replay(seq, abi, rho)
         n = bound + (rho - bound) % ALIGN
         if best is None or n < best[0]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..boards import Board
-from ..graph import ModelGraph, graph_from_model, unpack_model
+from ..graph import ModelGraph, graph_from_model, read_graph, unpack_model
 from ..rewrite import (
     Candidates,
     PatchLayout,
@@ -129,8 +129,8 @@ class _Search:
         try:
             model = editable_copy(self.model)
             origins = rewrite_model(model, rw)
-            graph = graph_from_model(model, len(self.tflite), source="the rewritten model")
-            mem = plan_graph(graph, self.board.pointer_bytes, rules_id(self.board), self.board.mcu)
+            graph = graph_from_model(model, len(self.tflite), source="the rewritten model", validate=False)
+            mem = plan_graph(graph, self.board.pointer_bytes, rules_id(self.board), self.board.mcu, exact=False)
             s = _Scored(rw, mem.min_arena_bytes, self.cost(graph), graph, mem, origins)
         except ValueError:  # a grid that does not divide this stage's output
             s = None
@@ -230,7 +230,6 @@ def choose_rewrite(tflite: bytes, graph: ModelGraph, board: Board,
         return None
     allowed = base.cost * (1 + max_latency_increase)
     current = base
-    steps: list[int] = []  # the arena after each step
     while not search.exhausted():
         best = current
         for op in _peak_ops(current):
@@ -245,14 +244,17 @@ def choose_rewrite(tflite: bytes, graph: ModelGraph, board: Board,
         if best is current:
             break
         current = best
-        steps.append(current.arena)
     if current is base or current.arena > base.arena * (1 - MIN_SAVING):
         return None
     data = apply_rewrite(tflite, current.rewrite)
-    lat0, lat1 = estimate(graph, board), estimate(current.graph, board)
+    rewritten = read_graph(data, "the rewritten model")  # validated, as any model tinyflow reads
+    exact = [plan_graph(g, board.pointer_bytes, rules_id(board), board.mcu).min_arena_bytes for g in (graph, rewritten)]
+    if exact[1] > exact[0] * (1 - MIN_SAVING):
+        return None
+    lat0, lat1 = estimate(graph, board), estimate(rewritten, board)
     layouts = tuple(patch_layout(tflite, p) for p in current.rewrite.patches)
-    return RewriteChoice(current.rewrite, data, base.arena, current.arena, graph.total_macs,
-                         current.graph.total_macs, len(graph.main.operators), len(current.graph.main.operators),
+    return RewriteChoice(current.rewrite, data, exact[0], exact[1], graph.total_macs,
+                         rewritten.total_macs, len(graph.main.operators), len(rewritten.main.operators),
                          None if lat0 is None else lat0.total_us, None if lat1 is None else lat1.total_us,
                          max_latency_increase, layouts, len(search.seen), time.perf_counter() - started)
 

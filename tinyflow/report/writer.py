@@ -95,11 +95,12 @@ def rewrite_line(arena: dict[str, Any]) -> str:
     """One line for a graph rewrite: the arenas side by side, what it did, what it costs."""
     r = arena["rewrite"]
     saved = 1 - arena["min_bytes"] / r["original_arena_bytes"]
-    macs = f"+{r['extra_macs']:,} MACs (+{r['extra_macs'] / max(r['original_macs'], 1):.1%})"
+    # negative when the converter's graph computed border rows a VALID pool or conv of the stage drops
+    macs = f"{r['extra_macs']:+,} MACs ({r['extra_macs'] / max(r['original_macs'], 1):+.1%})"
     lat = ""
     if r["latency_increase"] is not None:
         lat = (f"; latency estimate {r['original_latency_estimate_us'] / 1000:,.2f} → "
-               f"{r['latency_estimate_us'] / 1000:,.2f} ms (+{r['latency_increase']:.1%}, bound "
+               f"{r['latency_estimate_us'] / 1000:,.2f} ms ({r['latency_increase']:+.1%}, bound "
                f"{r['max_latency_increase']:.0%})")
     offline = " with an offline plan" if arena.get("offline_plan") else ""
     return (f"arena {r['original_arena_bytes']:,} B (TFLM, the converter's graph; best without a rewrite "
