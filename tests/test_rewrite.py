@@ -274,3 +274,24 @@ def test_deploy_runs_the_rewritten_model_bit_exactly_on_the_sim_board(corpus_mod
     assert len(read_graph(deployed).main.operators) == arena["rewrite"]["ops"]
     html = (result.out_dir / "report.html").read_text()
     assert 'id="rewrite"' in html and 'id="patch-grid-0"' in html
+
+
+def test_a_rewrite_whose_outputs_differ_is_dropped_with_a_warning(corpus_model, corpus_dir, monkeypatch):
+    """The safety net: a chosen rewrite is run on the host TFLM against the original before a plan relies on
+    it. Stand in a wrong one (the same graph with other weights, rewritten) and the converter's graph stays."""
+    from dataclasses import replace
+
+    from tests.corpus import cached_tflite
+    from tinyflow.plan import assessment
+    from tinyflow.plan.rewrites import choose_rewrite
+
+    data = corpus_model("patch_mix")
+    other = cached_tflite("patch_mix", corpus_dir, seed=1)
+    real = choose_rewrite(data, read_graph(data), S3)
+    assert real is not None
+    wrong = replace(real, tflite=apply_rewrite(other, real.rewrite))
+    monkeypatch.setattr(assessment, "choose_rewrite", lambda *a, **k: wrong)
+    bp = assess(read_graph(data), S3, tflite=data, offline=True)
+    assert bp.rewrite is None
+    assert any("graph rewrite" in w and "changed the model's outputs" in w for w in bp.warnings)
+    assert bp.tflite is None or len(read_graph(bp.tflite).main.operators) == len(read_graph(data).main.operators)

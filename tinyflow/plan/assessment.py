@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..boards import Board, all_boards
-from ..errors import InputError
+from ..errors import InputError, first_line
 from ..graph import ModelGraph, read_graph
 from ..model import DEFAULT_RUN_ARENA, check_runs
 from .budget import Budget, check
@@ -163,12 +163,17 @@ def assess(graph: ModelGraph, board: Board, psram: bool | None = None, board_fil
     if choice is not None:
         source = f"{graph.source} (rewritten: {choice.rewrite.describe()})"
         rewritten = read_graph(choice.tflite, source)
-        check_runs(choice.tflite, source, _host_arena(rewritten))
-        if same_outputs(tflite, choice.tflite, rewritten):
+        try:
+            check_runs(choice.tflite, source, _host_arena(rewritten))
+            same = same_outputs(tflite, choice.tflite, rewritten)
+            why = "changed the model's outputs on the host TFLM"
+        except InputError as e:
+            same, why = False, f"did not run on the host TFLM ({first_line(str(e))})"
+        if same:
             options.append((choice.arena_bytes, choice.tflite, rewritten, None, choice))
         else:  # the rewrite is exact by construction: a difference is a bug, and the original is kept
-            warnings.append("the graph rewrite changed the model's outputs on the host TFLM (a bug in tinyflow; "
-                            "please report it): kept the converter's graph")
+            warnings.append(f"the graph rewrite ({choice.rewrite.describe()}) {why}: a bug in tinyflow, please "
+                            "report it; kept the converter's graph (--no-rewrite skips the search)")
             choice = None
     for _, data, g, _, ch in list(options):
         improved = improve_model(data, g, board.pointer_bytes, rules_id(board), board.mcu)

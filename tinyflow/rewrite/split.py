@@ -73,7 +73,7 @@ def split_channels(model: Any, splits: dict[int, int]) -> None:
             wg = _sliced(ed, w, lo, hi, f"{tag}/filter")
             bg = _sliced(ed, b, lo, hi, f"{tag}/bias") if b >= 0 else -1
             out = ed.like(y, [*shape[:3], hi - lo], f"{tag}/out")
-            ed.copy_op(op, [x, wg, bg], [out])
+            ed.copy_op(op, [x, wg, bg] if len(op.inputs) > 2 else [x, wg], [out])
             parts.append(out)
         ed.concat(parts, 3, y)
     sg.operators = ed.ops
