@@ -8,11 +8,13 @@ so its arena and flash are the trained model's, known before a single training s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -255,6 +257,23 @@ def _measure(ctx: TrialContext, tflite: bytes, bp: BoardPlan, path: Path) -> tup
     return m.latency_us.median, m.kind if m.kind == "simulated" else "measured"
 
 
+@contextlib.contextmanager
+def _untrained_weights_varied(model: Any, seed: int) -> Iterator[None]:
+    """Fresh layers hold constant weights (zero biases, BatchNorm's ones and zeros) that the converter drops
+    or shares, which a trained model's never are: a zero Dense bias vanishes from the untrained .tflite
+    and with it a tensor of the arena's persistent tail. Varying them slightly for the conversion makes the
+    untrained model's tensors the trained one's; the model trains from its own initial weights."""
+    weights = model.get_weights()
+    rng = np.random.default_rng(seed)
+    varied = [w + rng.normal(0, 1e-3, w.shape).astype(w.dtype) * max(1.0, float(np.abs(w).max()))
+              if w.size and np.issubdtype(w.dtype, np.floating) and float(np.ptp(w)) == 0.0 else w for w in weights]
+    model.set_weights(varied)
+    try:
+        yield
+    finally:
+        model.set_weights(weights)
+
+
 def objective(trial: Any, ctx: TrialContext) -> tuple[float, float, float]:
     """The trial: its record goes into the trial's user attributes; returns (accuracy, latency, arena)."""
     import optuna
@@ -288,7 +307,8 @@ def objective(trial: Any, ctx: TrialContext) -> tuple[float, float, float]:
         t = lap("build", t)
         if ctx.reject_before_training:
             calibration = ctx.data.require_train("int8 calibration")
-            tflite, _ = convert_int8(model, calibration, ctx.calibration_samples, source=source)
+            with _untrained_weights_varied(model, trial.number):
+                tflite, _ = convert_int8(model, calibration, ctx.calibration_samples, source=source)
             t = lap("convert_untrained", t)
             fig, _, planned = plan_candidate(tflite, ctx.board, source)
             t = lap("plan_untrained", t)
