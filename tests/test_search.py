@@ -71,7 +71,8 @@ def check_front(trials: list[dict], front: list[dict]) -> None:
     """Pairwise: no front member dominates another; and every feasible trained trial off the front is
     dominated by a member (accuracy up, latency and arena down)."""
     def dominates(a: dict, b: dict) -> bool:
-        pa, pb = (-a["accuracy"], a["latency_us"], a["arena_bytes"]), (-b["accuracy"], b["latency_us"], b["arena_bytes"])
+        pa = (-a["accuracy"], a["latency_us"], a["arena_bytes"])
+        pb = (-b["accuracy"], b["latency_us"], b["arena_bytes"])
         return all(x <= y for x, y in zip(pa, pb, strict=True)) and pa != pb
 
     assert front
@@ -124,52 +125,59 @@ def digits_search(tmp_path_factory):
     data = folder / "digits.npz"
     np.savez(data, x_train=a["x_train"][:700], y_train=a["y_train"][:700], x_test=a["x_test"][:150],
              y_test=a["y_test"][:150])
-    options = tinyflow.SearchOptions(board=BOARD, space="ds_cnn", trials=5, out=str(folder / "search"),
+    options = tinyflow.SearchOptions(board=BOARD, space="ds_cnn", trials=4, out=str(folder / "search"),
                                      max_arena=9000, epochs=2, patience=1, startup_trials=5, seed=0,
                                      calibration_samples=64, learning_rate=3e-3)
     first = tinyflow.search(data, options)
-    first_trials = json.loads((first.out_dir / "trials.json").read_text())
-    second = tinyflow.search(data, dataclasses.replace(options, trials=2))
-    return first, first_trials, second
+    # What the first run wrote (the second replaces the files); its best model checked while it is there.
+    written = {name: json.loads((first.out_dir / name).read_text()) for name in ("trials.json", "pareto.json")}
+    written["best arena"] = planned_arena(first.best_tflite) if first.best_tflite else None
+    second = tinyflow.search(data, dataclasses.replace(options, trials=1))
+    return first, written, second
 
 
 def test_digits_search_finds_feasible_models_and_never_trains_the_infeasible(digits_search):
-    first, trials, _ = digits_search
-    assert len(trials) == 5 and first.new_trials == 5
+    first, written, _ = digits_search
+    trials = written["trials.json"]
+    assert len(trials) == 4 and first.new_trials == 4
     for r in trials:
         assert {"number", "params", "feasible", "trained", "accuracy", "arena_bytes", "flash_bytes", "latency_us",
                 "reason"} <= set(r)
-    rejected, trained = check_rejections(trials)
+    rejected, _ = check_rejections(trials)
     assert first.counts["rejected_before_training"] == len(rejected)
     assert first.best is not None and first.best["arena_bytes"] <= 9000 and first.best["accuracy"] > 0.2
     assert all(r["arena_bytes"] <= 9000 for r in first.feasible)
 
 
 def test_every_reported_arena_is_what_tinyflow_plan_reports(digits_search):
-    first, trials, _ = digits_search
-    check_arenas_against_plan(trials)
-    assert planned_arena(first.best_tflite) == first.best["arena_bytes"]
-    assert first.best_keras.is_file() and first.best_keras.suffix == ".keras"
+    first, written, second = digits_search
+    check_arenas_against_plan(list(second.trials))
+    assert written["best arena"] == first.best["arena_bytes"]
+    assert planned_arena(second.best_tflite) == second.best["arena_bytes"]
+    assert json.loads((second.out_dir / "best" / "trial.json").read_text())["number"] == second.best["number"]
+    assert second.best_keras.is_file() and second.best_keras.suffix == ".keras"
 
 
 def test_the_pareto_set_is_non_dominated(digits_search):
-    first, trials, _ = digits_search
-    front = json.loads((first.out_dir / "pareto.json").read_text())
-    check_front(trials, front)
-    assert [r["number"] for r in front] == [r["number"] for r in first.pareto]
-    assert first.best["number"] == max(front, key=lambda r: r["accuracy"])["number"]
+    first, written, second = digits_search
+    check_front(written["trials.json"], written["pareto.json"])
+    assert [r["number"] for r in written["pareto.json"]] == [r["number"] for r in first.pareto]
+    front = json.loads((second.out_dir / "pareto.json").read_text())
+    check_front(list(second.trials), front)
+    assert second.best["number"] == max(front, key=lambda r: r["accuracy"])["number"]
 
 
 def test_a_second_search_on_the_same_storage_resumes_the_study(digits_search):
-    first, trials, second = digits_search
-    assert second.storage == first.storage and second.new_trials == 2
-    assert len(second.trials) == len(trials) + 2
+    first, written, second = digits_search
+    trials = written["trials.json"]
+    assert second.storage == first.storage and second.new_trials == 1
+    assert len(second.trials) == len(trials) + 1
     kept = {r["number"]: r for r in second.trials}
     for r in trials:  # the earlier trials are kept as they were
         assert kept[r["number"]]["params"] == r["params"]
         assert kept[r["number"]]["accuracy"] == r["accuracy"]
         assert kept[r["number"]]["arena_bytes"] == r["arena_bytes"]
-    assert sorted(kept) == list(range(7))
+    assert sorted(kept) == list(range(5))
 
 
 def test_the_report_draws_the_front_the_budget_and_the_history(digits_search, tmp_path):
@@ -256,7 +264,7 @@ def test_the_kept_converter_survives_its_child_dying(tmp_path):
         child.wait()
         b, _ = convert.convert_int8(model, calib, 16)
         assert convert._kept.proc is not child
-    assert a == b == convert.convert_int8(model, calib, 16)[0]
+    assert a == b
 
 
 # --- distributed: two workers on one PostgreSQL study -------------------------------------------------------
@@ -333,22 +341,23 @@ def test_two_workers_share_one_postgresql_study_and_survive_a_killed_one(postgre
     np.savez(data, x_train=x[:180], y_train=y[:180], x_test=x[180:], y_test=y[180:])
 
     # Two workers, as on two hosts: each with its own output folder, both on one study.
-    procs = [subprocess.Popen([sys.executable, "-m", "tinyflow", *_worker_args(data, tmp_path / f"w{i}", postgres, 2,
+    procs = [subprocess.Popen([sys.executable, "-m", "tinyflow", *_worker_args(data, tmp_path / f"w{i}", postgres, 1,
                                                                                 "--seed", str(i))],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
              for i in range(2)]
     for p in procs:
-        out, err = p.communicate(timeout=600)
+        _, err = p.communicate(timeout=600)
         assert p.returncode in (0, 1), err[-800:]
-    study = optuna.load_study(study_name="shared", storage=postgres)
+    # tinyflow takes the bare URL (it names the psycopg2 driver itself); Optuna here needs it named.
+    study = optuna.load_study(study_name="shared", storage=postgres.replace("postgresql://", "postgresql+psycopg2://"))
     trials = study.get_trials()
-    assert len(trials) == 4 and sorted(t.number for t in trials) == [0, 1, 2, 3]
+    assert len(trials) == 2 and sorted(t.number for t in trials) == [0, 1]
     pids = {t.user_attrs["tinyflow"]["worker"]["pid"] for t in trials}
     dirs = {t.user_attrs["tinyflow"]["worker"]["dir"] for t in trials}
     assert len(pids) == 2 and dirs == {str(tmp_path / "w0"), str(tmp_path / "w1")}
     # The worker that finished last lists every trial of the study, its partner's included.
     listed = [json.loads((tmp_path / f"w{i}" / "trials.json").read_text()) for i in range(2)]
-    assert max(len(t) for t in listed) == 4
+    assert max(len(t) for t in listed) == 2
 
     # A worker killed mid-trial (its whole process group: the host is gone) leaves a RUNNING trial...
     victim = subprocess.Popen([sys.executable, "-m", "tinyflow", *_worker_args(data, tmp_path / "w2", postgres, 3)],
@@ -359,6 +368,8 @@ def test_two_workers_share_one_postgresql_study_and_survive_a_killed_one(postgre
     while time.monotonic() < deadline and running is None:
         running = next((t.number for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))), None)
         time.sleep(0.2)
+    time.sleep(1.0)  # its heartbeat thread has beaten (a trial that never beat is not known to be stale)
+    assert next(t for t in study.get_trials() if t.number == running).state.name == "RUNNING"
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait()
     assert running is not None, "the worker never started a trial"

@@ -202,6 +202,7 @@ def kept_converter() -> Iterator[None]:
         return
     _kept = _KeptConverter()
     try:
+        _kept._start()  # now: its TensorFlow import overlaps whatever the caller does before converting
         yield
     finally:
         kept, _kept = _kept, None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -44,6 +45,7 @@ def open_storage(url: str, heartbeat_s: float | None) -> Any:
     """Optuna's RDB storage for ``url`` (SQLite, PostgreSQL, MySQL), with a heartbeat for dead workers."""
     optuna = optuna_quiet()
     kwargs: dict[str, Any] = {}
+    given, url = url, engine_url(url)
     if url.startswith("sqlite"):
         # Several local workers write one file: wait for the lock rather than fail at once.
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
@@ -51,14 +53,38 @@ def open_storage(url: str, heartbeat_s: float | None) -> Any:
         kwargs["engine_kwargs"] = {"pool_pre_ping": True}
     if heartbeat_s:
         kwargs.update(heartbeat_interval=max(1, int(heartbeat_s)), grace_period=max(2, int(3 * heartbeat_s)))
-    try:
-        return optuna.storages.RDBStorage(url, **kwargs)
-    except ModuleNotFoundError as e:
-        raise InputError(f"--storage {_shown(url)}: the database driver is missing ({e.name}); pip install "
-                         f"{'psycopg2-binary' if 'postgres' in url else e.name}") from None
-    except Exception as e:  # sqlalchemy's many errors: a bad URL, a refused connection, bad credentials
-        raise InputError(f"--storage {_shown(url)}: cannot open the study storage ({first_line(e, 200)}); check "
-                         "the URL and that the database server is up") from None
+    for attempt in range(_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except ModuleNotFoundError as e:
+            raise InputError(f"--storage {_shown(given)}: the database driver is missing ({e.name}); pip install "
+                             f"{'psycopg2-binary' if 'postgres' in url else e.name}") from None
+        except Exception as e:  # sqlalchemy's many errors: a bad URL, a refused connection, bad credentials
+            # Workers starting together on an empty database race to create its tables; the loser's
+            # CREATE fails on a duplicate, and the tables are there when it tries again.
+            if _racing(e) and attempt + 1 < _ATTEMPTS:
+                time.sleep(0.3 + random.random())
+                continue
+            raise InputError(f"--storage {_shown(given)}: cannot open the study storage ({first_line(e, 200)}); "
+                             "check the URL and that the database server is up") from None
+    raise AssertionError("unreachable")
+
+
+_ATTEMPTS = 6
+
+
+def _racing(e: BaseException) -> bool:
+    text = str(e).lower()
+    return any(k in text for k in ("duplicate key", "already exists", "unique constraint", "database is locked"))
+
+
+def engine_url(url: str) -> str:
+    """``url`` with the PostgreSQL driver tinyflow depends on (psycopg2) named: SQLAlchemy 2.1 otherwise
+    picks psycopg 3 for a bare ``postgresql://``."""
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg2://" + url[len(bare):]
+    return url
 
 
 def _shown(url: str) -> str:
