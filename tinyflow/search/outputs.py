@@ -28,6 +28,7 @@ def record_of(trial: Any) -> dict[str, Any]:
                 "fine_tune_epochs",
                 "pruned", "pre_training", "artifacts", "worker", "seconds"):
         out[key] = rec.get(key)
+    out["worker"] = out["worker"] or trial.user_attrs.get("worker")
     out["val_accuracy"] = trial.user_attrs.get("val_accuracy", [])
     if state == "RUNNING":
         out["reason"] = _RUNNING

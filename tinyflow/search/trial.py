@@ -296,6 +296,8 @@ def objective(trial: Any, ctx: TrialContext) -> tuple[float, float, float]:
         trial.set_user_attr(RECORD, record)
         return values
 
+    # Now, not with the record: a trial whose worker dies still says which worker (host, folder) had it.
+    trial.set_user_attr("worker", ctx.worker)
     keras = keras3()
     keras.backend.clear_session()
     keras.utils.set_random_seed(ctx.seed * 100_003 + trial.number)
