@@ -395,3 +395,23 @@ def test_two_workers_share_one_postgresql_study_and_survive_a_killed_one(postgre
     assert dirs == {str(tmp_path / "w0"), str(tmp_path / "w1"), str(tmp_path / "w2")}
     # Its heartbeat stopped: Optuna failed the trial when this worker started its second one.
     assert listed[running]["state"] == "FAIL"  # the heartbeat let Optuna fail it when the next trial started
+
+
+def test_a_crash_of_the_kept_converter_child_is_the_same_one_line(monkeypatch):
+    from tinyflow.model import convert, tf_keras
+
+    # The kept child dies the way TF's converter does on a GRU: by a signal, mid-conversion, without a word.
+    monkeypatch.setattr(convert, "_SERVE", "import os, signal, sys; sys.stdin.readline(); "
+                                           "os.kill(os.getpid(), signal.SIGSEGV)")
+    kept = convert._KeptConverter()
+    monkeypatch.setattr(convert, "_kept", kept)
+    k = tf_keras()
+    i = k.Input((8, 3))
+    model = k.Model(i, k.layers.Dense(2)(k.layers.GRU(4, unroll=True)(i)))
+    try:
+        with pytest.raises(InputError) as e:
+            convert.to_int8_tflite(model, np.zeros((4, 8, 3), np.float32), source="gru.h5")
+    finally:
+        kept.close()
+    msg = str(e.value)
+    assert msg.startswith("gru.h5: TF's converter crashed (signal 11)") and "GRU" in msg and "\n" not in msg
