@@ -21,14 +21,13 @@ from . import outputs
 from .spaces import Space, load_space
 from .study import (
     WorkerJob,
-    _shown,
     default_storage,
     make_pruner,
     make_sampler,
     open_storage,
     open_study,
-    optuna_quiet,
     run_local_workers,
+    shown_url,
     watch_parent,
 )
 from .trial import Limits, Training, TrialContext, objective, study_dir_name, worker_identity
@@ -232,7 +231,6 @@ class _Progress:
 
 def _run_worker(s: _Setup, options: SearchOptions, out_dir: Path, trials: int, index: int,
                 callback: Any = None) -> None:
-    optuna = optuna_quiet()
     seed = None if options.seed is None else options.seed + index
     storage = open_storage(options.storage or default_storage(out_dir), options.heartbeat_s)
     study = open_study(storage, options.study, make_sampler(options.sampler, seed, options.startup_trials),
@@ -242,7 +240,6 @@ def _run_worker(s: _Setup, options: SearchOptions, out_dir: Path, trials: int, i
         study.optimize(lambda trial: objective(trial, ctx), n_trials=trials,
                        timeout=options.timeout_min * 60 if options.timeout_min else None,
                        catch=(TinyflowError,), callbacks=[callback] if callback else None, gc_after_trial=True)
-    del optuna
 
 
 def worker_main(job_path: str) -> int:
@@ -265,7 +262,7 @@ def search(data: str | Path, options: SearchOptions | None = None, reporter: Rep
     options.check()
     s = _setup(data, options)
     url = options.storage or default_storage(Path(options.out or "build/search").absolute())
-    out_dir = prepare_out(Path(options.out or "build/search").absolute(), options.force, options.study, _shown(url))
+    out_dir = prepare_out(Path(options.out or "build/search").absolute(), options.force, options.study, shown_url(url))
     options = dataclasses.replace(options, storage=url)
     storage = open_storage(url, options.heartbeat_s)
     study = open_study(storage, options.study, make_sampler(options.sampler, options.seed, options.startup_trials),
@@ -305,7 +302,7 @@ def finish(study: Any, s: _Setup, options: SearchOptions, out_dir: Path, data: s
                                                 force=options.force), reporter)
     counts = outputs.counts(records)
     summary = {"tinyflow_version": __version__, "created": datetime.now(UTC).isoformat(timespec="seconds"),
-               "study": options.study, "storage": _shown(options.storage or ""), "board": s.identity["board"],
+               "study": options.study, "storage": shown_url(options.storage or ""), "board": s.identity["board"],
                "space": s.space.name, "knobs": [k.describe() for k in s.space.knobs], "limits": s.limits.to_json(),
                "data": str(data), "input_shape": list(s.input_shape), "classes": s.num_classes, "counts": counts,
                "best": best, "note": note, "sampler": options.sampler, "pruner": options.pruner,
@@ -319,6 +316,6 @@ def finish(study: Any, s: _Setup, options: SearchOptions, out_dir: Path, data: s
         tflite.parent if tflite is not None else None)
     html = write_report(out_dir / "report.html", summary, records, front, best_report, s.board,
                         deployed.out_dir if deployed is not None else None)
-    return SearchResult(out_dir, options.study, _shown(options.storage or ""), tuple(records), tuple(front), best,
+    return SearchResult(out_dir, options.study, shown_url(options.storage or ""), tuple(records), tuple(front), best,
                         tflite, keras, html, counts, len([r for r in records if r["number"] not in before]), note,
                         deployed)

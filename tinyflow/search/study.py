@@ -57,7 +57,7 @@ def open_storage(url: str, heartbeat_s: float | None) -> Any:
         try:
             return optuna.storages.RDBStorage(url, **kwargs)
         except ModuleNotFoundError as e:
-            raise InputError(f"--storage {_shown(given)}: the database driver is missing ({e.name}); pip install "
+            raise InputError(f"--storage {shown_url(given)}: the database driver is missing ({e.name}); pip install "
                              f"{'psycopg2-binary' if 'postgres' in url else e.name}") from None
         except Exception as e:  # sqlalchemy's many errors: a bad URL, a refused connection, bad credentials
             # Workers starting together on an empty database race to create its tables; the loser's
@@ -65,7 +65,7 @@ def open_storage(url: str, heartbeat_s: float | None) -> Any:
             if _racing(e) and attempt + 1 < _ATTEMPTS:
                 time.sleep(0.3 + random.random())
                 continue
-            raise InputError(f"--storage {_shown(given)}: cannot open the study storage ({first_line(e, 200)}); "
+            raise InputError(f"--storage {shown_url(given)}: cannot open the study storage ({first_line(e, 200)}); "
                              "check the URL and that the database server is up") from None
     raise AssertionError("unreachable")
 
@@ -87,7 +87,7 @@ def engine_url(url: str) -> str:
     return url
 
 
-def _shown(url: str) -> str:
+def shown_url(url: str) -> str:
     """The URL without its password (errors are printed and logged)."""
     scheme, sep, rest = url.partition("://")
     if sep and "@" in rest:
