@@ -142,14 +142,14 @@ def _ad_autoencoder(k: Any) -> Any:
     return _dense_autoencoder(k, 640, (128, 128, 128, 128), 8)
 
 
-def _mobilenet_v1(k: Any, alpha: float = 0.25, size: int = 96, classes: int = 2) -> Any:
+def _mobilenet_v1(k: Any, alpha: float = 0.25, size: int = 96, classes: int = 2, channels: int = 3) -> Any:
     """MobileNetV1 (the MLPerf Tiny visual-wake-words shape: alpha 0.25, 96x96x3, 2 classes)."""
     L = k.layers
 
     def f(c: int) -> int:
         return max(8, int(c * alpha))
 
-    inp = k.Input((size, size, 3))
+    inp = k.Input((size, size, channels))
     x = L.Conv2D(f(32), 3, strides=2, padding="same", use_bias=False)(inp)
     x = L.BatchNormalization()(x)
     x = L.ReLU()(x)
@@ -159,6 +159,36 @@ def _mobilenet_v1(k: Any, alpha: float = 0.25, size: int = 96, classes: int = 2)
     x = L.AveragePooling2D(pool_size=(x.shape[1], x.shape[2]))(x)
     x = L.Flatten()(x)
     return k.Model(inp, L.Dense(classes, activation="softmax")(x), name="mobilenet_v1_025_vww")
+
+
+def _person_detect(k: Any) -> Any:
+    """TFLM's person-detection model shape: MobileNetV1 0.25 on a 96x96 grayscale image."""
+    return _mobilenet_v1(k, channels=1)
+
+
+def _mobilenet_v2_035(k: Any) -> Any:
+    """keras.applications' MobileNetV2, alpha 0.35 at 96x96 (its last 1x1 conv widens 112 -> 1280 channels)."""
+    return k.applications.MobileNetV2(alpha=0.35, input_shape=(96, 96, 3), weights=None, classes=2)
+
+
+def _patch_mix(k: Any) -> Any:
+    """What patch-based inference must reproduce: strided SAME conv, depthwise, a residual Add, a VALID max
+    pool, an explicit ZeroPadding2D, a dilated conv, a VALID average pool."""
+    L = k.layers
+    inp = k.Input((40, 40, 3))
+    x = L.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inp)
+    x = L.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    x = L.Conv2D(16, 1, activation="relu")(x)
+    y = L.Conv2D(16, 3, padding="same")(x)
+    x = L.Add()([x, y])
+    x = L.MaxPooling2D(2)(x)
+    x = L.ZeroPadding2D(1)(x)
+    x = L.Conv2D(16, 3, dilation_rate=2, activation="relu")(x)
+    x = L.DepthwiseConv2D(3, strides=2, padding="same")(x)
+    x = L.AveragePooling2D(2)(x)
+    x = L.Conv2D(24, 1, activation="relu")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    return k.Model(inp, L.Dense(3, activation="softmax")(x), name="patch_mix")
 
 
 def _op_mix(k: Any) -> Any:
@@ -197,6 +227,9 @@ MODELS: dict[str, tuple[Builder, str]] = {
     "mobilenet_v1_025_vww": (_mobilenet_v1, "MLPerf Tiny VWW MobileNetV1 0.25 at 96x96 shape"),
     "ad_autoencoder": (_ad_autoencoder, "MLPerf Tiny AD dense autoencoder shape"),
     "op_mix": (_op_mix, "encoder-decoder with padding, gating, tanh, cropping, upsampling, transposed conv"),
+    "person_detect": (_person_detect, "TFLM person-detection shape: MobileNetV1 0.25 on 96x96x1"),
+    "mobilenet_v2_035_96": (_mobilenet_v2_035, "keras.applications MobileNetV2 alpha 0.35 at 96x96"),
+    "patch_mix": (_patch_mix, "strided, depthwise, residual, pooled, padded and dilated convs for patching"),
 }
 PLANNER_CORPUS = ("mlp", "cnn_pool", "ds_cnn", "resnet_block", "concat", "conv1d", "two_outputs",
                   "dense_autoencoder", "op_mix")

@@ -12,8 +12,9 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from tinyflow.graph import pack_model as pack
 from tinyflow.graph import tflite_schema
-from tinyflow.plan.flatbuf import pack, unpack
+from tinyflow.graph import unpack_model as unpack
 
 Mutation = Callable[[Any], None]
 

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tinyflow"
 
 # Lower rank = nearer the bottom. A module may import its own rank or below, never above.
 SHARED = {"errors", "paths", "boards", "outdir", "progress", "protocol", "stagecache"}
-STAGES = ["graph", "model", "plan", "firmware", "device", "report"]
+STAGES = ["graph", "model", "rewrite", "plan", "firmware", "device", "report"]
 # search composes model, plan, device, report (and pipeline's deploy for --deploy-best): a composition module.
 COMPOSE = {"pipeline", "cli", "commands", "examples", "__main__", "search"}
 

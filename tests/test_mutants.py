@@ -92,8 +92,9 @@ def test_corrupt_models_are_refused_in_one_line_or_run_in_tflm(name, corpus_mode
 
 
 def test_a_model_tflm_refuses_is_exit_2_with_what_tflm_said(corpus_model, tmp_path, capsys):
+    from tinyflow.graph import pack_model as pack
     from tinyflow.graph import tflite_schema
-    from tinyflow.plan.flatbuf import pack, unpack
+    from tinyflow.graph import unpack_model as unpack
 
     s = tflite_schema()
     m = unpack(corpus_model("cnn_pool"))

@@ -10,9 +10,9 @@ import pytest
 
 from tinyflow.cli import main
 from tinyflow.errors import DoesNotFitError
+from tinyflow.graph import rewrite_flatbuffer as rewrite
 from tinyflow.graph.reader import read_graph
 from tinyflow.model.tflm_host import smallest_arena
-from tinyflow.plan.flatbuf import rewrite
 from tinyflow.plan.hazards import ABORT, ERROR, find_hazards
 
 
@@ -177,3 +177,24 @@ def test_float_model_is_planned_with_a_warning(tmp_path, capsys):
     j = json.loads(capsys.readouterr().out)
     assert any("not fully int8" in n for n in j["notes"])
     assert j["arena"]["min_bytes"] == smallest_arena(data)
+
+
+def test_a_1d_bias_with_the_filters_axis_is_accepted_as_tflm_accepts_it(corpus_model, tmp_path, capsys):
+    """Older converters gave a conv's bias its filter's quantized dimension (3) on a 1-D tensor: TFLM never
+    reads a bias's axis, and its own person-detection model is built that way (the validator refused it)."""
+
+    def legacy_bias_axis(model) -> None:
+        sg = model.subgraphs[0]
+        for op in sg.operators:
+            if len(op.inputs) > 2 and op.inputs[2] >= 0:
+                q = sg.tensors[op.inputs[2]].quantization
+                if q is not None and q.scale is not None and len(q.scale) > 1:
+                    q.quantizedDimension = 3
+
+    data = rewrite(corpus_model("cnn_pool"), legacy_bias_axis)
+    assert any(t.quantization is not None and t.quantization.axis == 3 and len(t.shape) == 1
+               for t in read_graph(data).main.tensors)
+    path = tmp_path / "legacy.tflite"
+    path.write_bytes(data)
+    assert main(["plan", str(path), "--board", "sim", "--json"]) == 0  # includes the host TFLM build and invoke
+    assert json.loads(capsys.readouterr().out)["fits"]

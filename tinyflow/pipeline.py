@@ -48,6 +48,8 @@ class DeployOptions:
     port: str | None = None  # a board's serial port ("auto": find it by USB id); None: the simulated board
     runs: int = 50  # timed BENCH runs
     offline_plan: bool = True  # write an offline memory plan into the model when it beats TFLM's
+    rewrite: bool = True  # with offline_plan: an exact graph rewrite (patches, channel groups) when it is smaller
+    max_latency_increase: float = 0.20  # the most a rewrite may add to the latency estimate
     out: str | None = None
     force: bool = False
     kernels: str = "board"  # "reference": TFLM's reference kernels (ESP-NN off on ESP-IDF boards)
@@ -162,16 +164,18 @@ def deploy(model_path: str | Path, options: DeployOptions | None = None,
         result, model = _model_stages(model_path, data, options, dest, staging, timed)
         graph = read_graph(model.tflite, model_path)
         with timed.stage("plan"):
-            plan = assess(graph, board, options.psram, options.board_files, model.tflite, options.offline_plan)
-        # With an offline plan the model carries it (same ops, same weights, same outputs): that model is
-        # what the firmware embeds and the board runs.
+            plan = assess(graph, board, options.psram, options.board_files, model.tflite, options.offline_plan,
+                          options.rewrite, options.max_latency_increase)
+        # With an offline plan the model carries it (same ops, same weights, same outputs); a rewritten graph
+        # computes the same outputs with other ops. That model is what the firmware embeds and the board runs.
         tflite, graph = plan.tflite or model.tflite, plan.graph
         write_bytes(staging / TFLITE_NAME, tflite)
         report = {**_header(), "board": _board_json(board), **model.report, "memory": plan.to_json(),
                   "artifacts": {"tflite": TFLITE_NAME}}
-        if plan.offline is not None:
+        if plan.tflite is not None:
             report["model"] = {**report["model"], "tflite_bytes": graph.size_bytes, "sha256": graph.sha256,
-                               "offline_memory_plan": True}
+                               "offline_memory_plan": plan.offline is not None,
+                               "graph_rewrite": None if plan.rewrite is None else plan.rewrite.rewrite.describe()}
         if plan.fits and model.report.get("evaluation_error"):
             # TFLM refused the model on the host and the plan has no explanation: nothing to generate.
             raise InputError(model.report["evaluation_error"])

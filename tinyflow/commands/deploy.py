@@ -16,6 +16,7 @@ from .options import (
     positive_int,
     psram_choice,
     psram_options,
+    rewrite_options,
 )
 
 
@@ -54,7 +55,8 @@ def cmd_deploy(a: argparse.Namespace) -> int:
                             optimize=optimize_options(a), calibration_samples=a.calibration_samples,
                             eval_limit=a.limit, psram=psram_choice(a), port=a.port, runs=a.runs,
                             kernels=a.kernels, kernel_library_version=a.kernel_library_version,
-                            offline_plan=not a.no_offline_plan, out=a.out, force=a.force)
+                            offline_plan=not a.no_offline_plan, rewrite=not a.no_rewrite,
+                            max_latency_increase=a.max_latency_increase, out=a.out, force=a.force)
     with RichReporter() as reporter:
         result = deploy(model, options, reporter)
     # Names come from the user's files and board: shown as text, never read as rich markup.
@@ -90,6 +92,7 @@ def register(command: Command) -> None:
     p.add_argument("--runs", type=bench_runs, default=50, help="timed runs for the latency (1 to 1000, default 50)")
     p.add_argument("--no-offline-plan", action="store_true",
                    help="keep TFLM's own memory plan (by default an offline plan is written when it is smaller)")
+    rewrite_options(p)
     p.add_argument("--out", metavar="DIR", help="output directory (default build/<model>)")
     p.add_argument("--force", action="store_true", help="replace an output directory tinyflow did not write")
     optimize_args(p)

@@ -60,6 +60,28 @@ def optimize_options(a: argparse.Namespace) -> Any:
     return OptimizeOptions(prune=a.prune, structured_2_4=a.structured_2_4, qat=a.qat, epochs=a.epochs)
 
 
+def latency_increase(text: str) -> float:
+    """A latency bound as a fraction: "20%", "20" or "0.2"... "20" and "20%" both mean 20 percent."""
+    body = text.strip().removesuffix("%")
+    try:
+        value = float(body)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage (e.g. 20%)") from None
+    if text.strip().endswith("%") or value >= 1:
+        value /= 100
+    if not 0 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"{text!r}: the latency increase is 0% to 1000%")
+    return value
+
+
+def rewrite_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-rewrite", action="store_true",
+                   help="keep the converter's graph (by default an exact graph rewrite, patch-based inference "
+                        "or channel groups, is used when it gives a smaller arena)")
+    p.add_argument("--max-latency-increase", type=latency_increase, default=0.20, metavar="PCT",
+                   help="the most a rewrite may add to the latency estimate (default 20%%)")
+
+
 def board_options(p: argparse.ArgumentParser, help_text: str = "board id or alias (see `tinyflow boards`)") -> None:
     p.add_argument("--board", default="esp32s3", help=help_text)
     p.add_argument("--board-file", action="append", metavar="PATH", help="load an extra board file")

@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from . import Command
-from .options import board_options, kernel_choice, kernel_options, psram_choice, psram_options
+from .options import board_options, kernel_choice, kernel_options, psram_choice, psram_options, rewrite_options
 
 
 def print_board_plan(bp: Any) -> None:
     """The human view of a BoardPlan (shared by plan and deploy)."""
     from rich.markup import escape
 
-    from ..report import out_console, size, table
+    from ..report import out_console, rewrite_line, size, table
 
     j = bp.to_json()
     rows = [["board", f"{escape(bp.board.name)} ({bp.board.id})"], ["kernels", bp.kernels]]
@@ -25,7 +25,9 @@ def print_board_plan(bp: Any) -> None:
             ["arena (smallest that builds)", f"{a['min_bytes']:,} B: planned head {a['head_bytes']:,} B, persistent "
                                              f"tail {a['tail_bytes']:,} B; set by {a['binding']}"],
         ]
-        if a["offline_plan"]:
+        if a["rewrite"]:
+            rows.append(["graph rewrite", rewrite_line(a)])
+        if a["offline_plan"] and not a["rewrite"]:
             o = a["offline_plan"]
             rows.append(["offline memory plan",
                          f"head {o['head_bytes']:,} B instead of TFLM's {o['greedy_head_bytes']:,} B (arena "
@@ -68,7 +70,8 @@ def cmd_plan(a: argparse.Namespace) -> int:
         check_output_file(a.write, a.force)  # before the planning work, which a bad path would waste
     board = kernel_choice(a, find_board(a.board, tuple(a.board_file or ())))
     tflite = read_tflite(a.model)
-    bp = assess(read_graph_file(a.model), board, psram_choice(a), tuple(a.board_file or ()), tflite, a.optimize)
+    bp = assess(read_graph_file(a.model), board, psram_choice(a), tuple(a.board_file or ()), tflite, a.optimize,
+                not a.no_rewrite, a.max_latency_increase)
     if a.write is not None:
         # Checked again: the file may have appeared while planning. The write never follows a link.
         check_output_file(a.write, a.force)
@@ -89,7 +92,10 @@ def register(command: Command) -> None:
     psram_options(p)
     kernel_options(p)
     p.add_argument("--optimize", action="store_true",
-                   help="search an offline memory plan that beats TFLM's greedy planner")
-    p.add_argument("--write", metavar="OUT.tflite", help="write the model (with its offline plan, if found)")
+                   help="search an offline memory plan that beats TFLM's greedy planner, and an exact graph "
+                        "rewrite (patches, channel groups) that cuts the arena further")
+    rewrite_options(p)
+    p.add_argument("--write", metavar="OUT.tflite",
+                   help="write the model to deploy (rewritten and with its offline plan, when found)")
     p.add_argument("--force", action="store_true", help="replace OUT.tflite if it exists")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -4,6 +4,10 @@ Takes ``.tflite`` bytes; returns a ``ModelGraph`` (subgraphs, tensors, operators
 live bytes) that every later stage reads, and quantizes/dequantizes arrays by a tensor's parameters.
 """
 
+from .flatbuf import align_buffers, buffer_misalignment
+from .flatbuf import pack as pack_model
+from .flatbuf import rewrite as rewrite_flatbuffer
+from .flatbuf import unpack as unpack_model
 from .ops import resolver_method
 from .quant import dequantize, quantize
 from .reader import (
@@ -14,6 +18,7 @@ from .reader import (
     Tensor,
     check_tflite_bytes,
     constant_array,
+    graph_from_model,
     read_graph,
     read_graph_file,
     read_tflite,
@@ -22,7 +27,25 @@ from .reader import (
 from .validate import OFFLINE_PLAN_METADATA
 
 __all__ = [
-    "OFFLINE_PLAN_METADATA", "ModelGraph", "Operator", "Quantization", "Subgraph", "Tensor", "check_tflite_bytes",
+    "OFFLINE_PLAN_METADATA",
+    "ModelGraph",
+    "Operator",
+    "Quantization",
+    "Subgraph",
+    "Tensor",
+    "align_buffers",
+    "buffer_misalignment",
+    "check_tflite_bytes",
     "constant_array",
-    "dequantize", "quantize", "read_graph", "read_graph_file", "read_tflite", "resolver_method", "tflite_schema",
+    "dequantize",
+    "graph_from_model",
+    "pack_model",
+    "quantize",
+    "read_graph",
+    "read_graph_file",
+    "read_tflite",
+    "resolver_method",
+    "rewrite_flatbuffer",
+    "tflite_schema",
+    "unpack_model",
 ]

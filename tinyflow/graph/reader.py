@@ -316,12 +316,19 @@ def read_graph(data: bytes, source: str | Path = "<model>") -> ModelGraph:
     except Exception as e:  # flatbuffers raises struct/index errors on truncated data
         raise InputError(f"{source}: the TFLite flatbuffer is truncated or corrupt ({type(e).__name__}); "
                          "re-export the model") from None
+    return graph_from_model(model, len(data), hashlib.sha256(data).hexdigest(), source)
+
+
+def graph_from_model(model: Any, size_bytes: int, sha256: str = "", source: str | Path = "<model>") -> ModelGraph:
+    """The graph of an unpacked model (the schema's ``ModelT``), validated as ``read_graph`` validates bytes:
+    lets a rewrite be planned without packing it."""
+    schema = tflite_schema()
     if not model.subgraphs:
         raise InputError(f"{source}: the model has no subgraphs; re-export it")
 
     type_names = _enum_names(schema.TensorType)
     op_names = _enum_names(schema.BuiltinOperator)
-    validate_model(model, len(data), {code: _TYPE_BYTES.get(name, 0) for code, name in type_names.items()}, op_names,
+    validate_model(model, size_bytes, {code: _TYPE_BYTES.get(name, 0) for code, name in type_names.items()}, op_names,
                    source)
     buffers = model.buffers or []
 
@@ -405,7 +412,7 @@ def read_graph(data: bytes, source: str | Path = "<model>") -> ModelGraph:
             key = m.name.decode(errors="replace") if isinstance(m.name, bytes) else str(m.name)
             metadata[key] = bytes(np.asarray(buffers[m.buffer].data, dtype=np.uint8))
     desc = model.description.decode(errors="replace") if isinstance(model.description, bytes) else ""
-    return ModelGraph(len(data), hashlib.sha256(data).hexdigest(), desc, tuple(subgraphs), metadata, str(source))
+    return ModelGraph(size_bytes, sha256, desc, tuple(subgraphs), metadata, str(source))
 
 
 def read_graph_file(path: str | Path) -> ModelGraph:

@@ -13,8 +13,9 @@ from .budget import Budget, check
 from .hazards import Hazard, find_hazards
 from .kernel_libraries import arduino_kernels_note, build_versions, kernels_label, planned_version, rules_id
 from .latency import LatencyEstimate, estimate
-from .placement import OfflinePlan
+from .placement import OfflinePlan, improve_model
 from .planner import MemoryPlan, plan_graph
+from .rewrites import DEFAULT_MAX_LATENCY_INCREASE, RewriteChoice, choose_rewrite, same_outputs
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,14 @@ class BoardPlan:
     latency: LatencyEstimate | None
     kernels: str
     warnings: tuple[str, ...]
-    # With an offline plan: the model rewritten to carry it, TFLM's own plan of the original, the plan found.
+    # With an offline plan or a graph rewrite: the model to deploy, TFLM's own plan of the converter's graph,
+    # the offline plan found, the rewrite chosen.
     tflite: bytes | None = None
     greedy_memory: MemoryPlan | None = None
     offline: OfflinePlan | None = None
+    rewrite: RewriteChoice | None = None
+    # The best the converter's graph reaches (with its own offline plan, if one helps): what the rewrite beat.
+    unrewritten_min_bytes: int | None = None
 
     @property
     def fits(self) -> bool:
@@ -68,6 +73,8 @@ class BoardPlan:
                     "reordered": self.offline.reordered,
                     "search_seconds": round(self.offline.seconds, 3),
                 },
+                "rewrite": None if self.rewrite is None else {
+                    **self.rewrite.to_json(), "unrewritten_min_bytes": self.unrewritten_min_bytes},
                 "firmware_bytes": b.arena_bytes,
                 "margin_bytes": self.board.arena_margin_bytes,
                 "head_bytes": m.head_bytes,
@@ -130,9 +137,12 @@ def _boards_that_fit(graph: ModelGraph, current: Board, extra: tuple[str, ...]) 
 
 
 def assess(graph: ModelGraph, board: Board, psram: bool | None = None, board_files: tuple[str, ...] = (),
-           tflite: bytes | None = None, offline: bool = False) -> BoardPlan:
-    """``offline``: also search an offline memory plan (needs ``tflite``); when it beats TFLM's greedy plan,
-    the result describes the rewritten model (``BoardPlan.tflite``) and keeps TFLM's figure beside it.
+           tflite: bytes | None = None, offline: bool = False, rewrite: bool = True,
+           max_latency_increase: float = DEFAULT_MAX_LATENCY_INCREASE) -> BoardPlan:
+    """``offline``: also search an offline memory plan and (unless ``rewrite`` is False) an exact graph rewrite
+    (patches, channel groups) whose latency estimate grows by at most ``max_latency_increase`` (both need
+    ``tflite``); the smallest arena wins, and the result describes the model to deploy (``BoardPlan.tflite``)
+    with TFLM's figure for the converter's graph beside it.
 
     With ``tflite``, a model that could fit is first built and invoked once by the host TFLM interpreter (in
     a child): one TFLM cannot run is an ``InputError`` with what TFLM said, never a plan that fits. Without
@@ -142,21 +152,41 @@ def assess(graph: ModelGraph, board: Board, psram: bool | None = None, board_fil
     runnable = tflite is not None and not graph.unsupported_ops and not find_hazards(graph)
     if runnable:
         check_runs(tflite, graph.source, _host_arena(graph))
-    greedy_memory = plan = None
-    if offline and runnable:
-        from .placement import improve_model
-
-        improved = improve_model(tflite, graph, board.pointer_bytes, rules_id(board), board.mcu)
+    if not (offline and runnable):
+        return _assess(graph, board, psram, board_files)
+    original = plan_graph(graph, board.pointer_bytes, rules_id(board), board.mcu)
+    # (arena, model, graph, offline plan, rewrite): the converter's graph as it is, then the alternatives
+    options: list[tuple[int, bytes, ModelGraph, OfflinePlan | None, RewriteChoice | None]] = [
+        (original.min_arena_bytes, tflite, graph, None, None)]
+    warnings: list[str] = []
+    choice = choose_rewrite(tflite, graph, board, max_latency_increase) if rewrite else None
+    if choice is not None:
+        source = f"{graph.source} (rewritten: {choice.rewrite.describe()})"
+        rewritten = read_graph(choice.tflite, source)
+        check_runs(choice.tflite, source, _host_arena(rewritten))
+        if same_outputs(tflite, choice.tflite, rewritten):
+            options.append((choice.arena_bytes, choice.tflite, rewritten, None, choice))
+        else:  # the rewrite is exact by construction: a difference is a bug, and the original is kept
+            warnings.append("the graph rewrite changed the model's outputs on the host TFLM (a bug in tinyflow; "
+                            "please report it): kept the converter's graph")
+            choice = None
+    for _, data, g, _, ch in list(options):
+        improved = improve_model(data, g, board.pointer_bytes, rules_id(board), board.mcu)
         if improved is not None:
-            greedy_memory = plan_graph(graph, board.pointer_bytes, rules_id(board), board.mcu)
-            tflite, plan = improved
-            source = f"{graph.source} (with its offline memory plan)"
-            graph = read_graph(tflite, source)
-            check_runs(tflite, source, _host_arena(graph))
-    bp = _assess(graph, board, psram, board_files)
-    if plan is None:
-        return bp
-    return replace(bp, tflite=tflite, greedy_memory=greedy_memory, offline=plan)
+            planned_data, plan = improved
+            source = f"{g.source} (with its offline memory plan)"
+            planned = read_graph(planned_data, source)
+            check_runs(planned_data, source, _host_arena(planned))
+            arena = plan_graph(planned, board.pointer_bytes, rules_id(board), board.mcu).min_arena_bytes
+            options.append((arena, planned_data, planned, plan, ch))
+    unrewritten = min(o[0] for o in options if o[4] is None)
+    arena, data, g, plan, ch = min(options, key=lambda o: (o[0], o[4] is not None))  # a tie keeps the graph
+    bp = _assess(g, board, psram, board_files)
+    if ch is None and plan is None:
+        return replace(bp, warnings=bp.warnings + tuple(warnings))
+    return replace(bp, tflite=data, greedy_memory=original, offline=plan, rewrite=ch,
+                   unrewritten_min_bytes=unrewritten if ch is not None else None,
+                   warnings=bp.warnings + tuple(warnings))
 
 
 def _assess(graph: ModelGraph, board: Board, psram: bool | None, board_files: tuple[str, ...]) -> BoardPlan:

@@ -205,7 +205,7 @@ def optimize(graph: ModelGraph, pointer_bytes: int, kernel_library: str = "refer
 
 def write_offline_plan(tflite: bytes, graph: ModelGraph, plan: OfflinePlan) -> bytes:
     """The model with the plan in its OfflineMemoryAllocation metadata (replacing any earlier plan)."""
-    from .flatbuf import rewrite
+    from ..graph import rewrite_flatbuffer as rewrite
 
     total = sum(len(sg.tensors) for sg in graph.subgraphs)
     offsets = [plan.offsets.get(i, ONLINE) for i in range(total)]

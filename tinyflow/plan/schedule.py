@@ -105,7 +105,7 @@ def better_order(graph: ModelGraph, tries: int = 200, seed: int = 0) -> list[int
 
 def reorder(tflite: bytes, order: list[int]) -> bytes:
     """The same model with its main subgraph's operators in ``order``."""
-    from .flatbuf import rewrite
+    from ..graph import rewrite_flatbuffer as rewrite
 
     def edit(model) -> None:
         ops = model.subgraphs[0].operators

@@ -5,7 +5,7 @@ read every stage's output; no stage imports it.
 """
 
 from .display import RichReporter, err_console, kib, out_console, pct, size, table
-from .writer import optimize_line, render_html, render_markdown, summary_rows, write_reports
+from .writer import optimize_line, render_html, render_markdown, rewrite_line, summary_rows, write_reports
 
 __all__ = ["RichReporter", "err_console", "kib", "optimize_line", "out_console", "pct", "render_html",
-           "render_markdown", "size", "summary_rows", "table", "write_reports"]
+           "render_markdown", "rewrite_line", "size", "summary_rows", "table", "write_reports"]

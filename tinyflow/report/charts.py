@@ -81,3 +81,31 @@ def bars(labels: list[str], values: list[float], chart_id: str, unit: str = "", 
                      f'</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def patch_grid(patch: dict, chart_id: str = "patch-grid", width: int = 360) -> str:
+    """A patched stage on a picture of its input: each cell's input region (with its halo, clipped to the
+    image) in its own colour, the cells' seams dashed. The overlaps are the recomputed halo."""
+    _, h, w, c = patch["input_shape"]
+    height = max(int(width * h / max(w, 1)), 40)
+    sx, sy = width / max(w, 1), height / max(h, 1)
+    first, last = patch["first_op"], patch["first_op"] + patch["ops"] - 1
+    rows, cols = patch["grid"]
+    parts = [f'<svg id="{chart_id}" class="chart" xmlns="http://www.w3.org/2000/svg" width="{width + 2}" '
+             f'height="{height + 24}" role="img" aria-label="patch grid of ops {first} to {last}">',
+             f'<rect x="1" y="1" width="{width}" height="{height}" fill="#f4f4f4" stroke="#333"/>']
+    for k, (r0, r1, c0, c1) in enumerate(patch["input_regions"]):
+        colour = _PALETTE[k % len(_PALETTE)]
+        parts.append(f'<rect class="patch" x="{1 + c0 * sx:.1f}" y="{1 + r0 * sy:.1f}" width="{(c1 - c0) * sx:.1f}" '
+                     f'height="{(r1 - r0) * sy:.1f}" fill="{colour}" fill-opacity="0.25" stroke="{colour}" '
+                     f'stroke-width="1.5"><title>patch {k}: input rows {r0}..{r1 - 1}, columns {c0}..{c1 - 1}'
+                     f'</title></rect>')
+    _, oh, ow, _ = patch["output_shape"]
+    for r0, r1, c0, c1 in patch["output_regions"]:
+        # the seams between cells, in input coordinates (output cell edges scaled to the input)
+        parts.append(f'<rect x="{1 + c0 * width / ow:.1f}" y="{1 + r0 * height / oh:.1f}" '
+                     f'width="{(c1 - c0) * width / ow:.1f}" height="{(r1 - r0) * height / oh:.1f}" fill="none" '
+                     f'stroke="#333" stroke-dasharray="3 3" stroke-width="0.8"/>')
+    parts.append(f'<text x="2" y="{height + 18}" class="axis">ops {first}..{last}: {rows}x{cols} patches of a '
+                 f'{h}x{w}x{c} input</text></svg>')
+    return "".join(parts)

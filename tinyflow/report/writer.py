@@ -9,7 +9,7 @@ from typing import Any
 import jinja2
 
 from ..paths import report_templates_dir
-from .charts import arena_timeline, bars
+from .charts import arena_timeline, bars, patch_grid
 
 
 def _environment() -> jinja2.Environment:
@@ -70,7 +70,9 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     if arena:
         rows.append(("arena", f"{arena['firmware_bytes']:,} B in {(arena['region'] or '?').upper()} of "
                               f"{_kib(arena['limit_bytes'])} (smallest that builds: {arena['min_bytes']:,} B)"))
-        if arena.get("offline_plan"):
+        if arena.get("rewrite"):
+            rows.append(("graph rewrite", rewrite_line(arena)))
+        elif arena.get("offline_plan"):
             o = arena["offline_plan"]
             rows.append(("memory plan", f"tinyflow's offline plan: arena {arena['min_bytes']:,} B vs "
                                         f"{arena['greedy_min_bytes']:,} B with TFLM's own (-{o['saving_bytes']:,} B)"))
@@ -89,11 +91,29 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def rewrite_line(arena: dict[str, Any]) -> str:
+    """One line for a graph rewrite: the arenas side by side, what it did, what it costs."""
+    r = arena["rewrite"]
+    saved = 1 - arena["min_bytes"] / r["original_arena_bytes"]
+    macs = f"+{r['extra_macs']:,} MACs (+{r['extra_macs'] / max(r['original_macs'], 1):.1%})"
+    lat = ""
+    if r["latency_increase"] is not None:
+        lat = (f"; latency estimate {r['original_latency_estimate_us'] / 1000:,.2f} → "
+               f"{r['latency_estimate_us'] / 1000:,.2f} ms (+{r['latency_increase']:.1%}, bound "
+               f"{r['max_latency_increase']:.0%})")
+    offline = " with an offline plan" if arena.get("offline_plan") else ""
+    return (f"arena {r['original_arena_bytes']:,} B (TFLM, the converter's graph; best without a rewrite "
+            f"{r['unrewritten_min_bytes']:,} B) → {arena['min_bytes']:,} B rewritten{offline} (-{saved:.1%}): "
+            f"{r['description']}; {macs}, {r['original_ops']} → {r['ops']} ops{lat}")
+
+
 def _charts(report: dict[str, Any]) -> dict[str, str]:
     mem = report.get("memory") or {}
     ops = mem.get("ops") or []
     arena = mem.get("arena")
-    charts: dict[str, str] = dict.fromkeys(("arena", "macs", "bytes", "optime", "accuracy"), "")
+    charts: dict[str, str] = dict.fromkeys(("arena", "macs", "bytes", "optime", "accuracy", "patches"), "")
+    if arena and arena.get("rewrite"):
+        charts["patches"] = "".join(patch_grid(p, f"patch-grid-{k}") for k, p in enumerate(arena["rewrite"]["patches"]))
     if arena:
         charts["arena"] = arena_timeline(arena["buffers"], arena["head_bytes"], arena["lower_bound_bytes"],
                                          len(ops), "arena-chart")

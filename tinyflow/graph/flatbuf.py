@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..graph import tflite_schema
+from .reader import tflite_schema
 
 
 def unpack(data: bytes) -> Any:
