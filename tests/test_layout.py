@@ -12,7 +12,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tinyflow"
 # Lower rank = nearer the bottom. A module may import its own rank or below, never above.
 SHARED = {"errors", "paths", "boards", "outdir", "progress", "protocol", "stagecache"}
 STAGES = ["graph", "model", "rewrite", "plan", "firmware", "device", "report"]
-COMPOSE = {"pipeline", "cli", "commands", "examples", "__main__"}
+# search composes model, plan, device, report (and pipeline's deploy for --deploy-best): a composition module.
+COMPOSE = {"pipeline", "cli", "commands", "examples", "__main__", "search"}
 
 
 def rank(top: str) -> int:

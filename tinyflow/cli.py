@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 from . import __version__
-from .commands import Handler, boards, deploy, device, generate, inspect, model, plan
+from .commands import Handler, boards, deploy, device, generate, inspect, model, plan, search
 from .errors import TinyflowError, first_line
 
 INTERNAL_ERROR_EXIT = 3
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     # In the order `tinyflow --help` lists them: inspection first, the whole pipeline last.
-    for stage in (boards, inspect, plan, generate, device, model, deploy):
+    for stage in (boards, inspect, plan, generate, device, model, deploy, search):
         stage.register(command)
     return parser
 

@@ -5,6 +5,7 @@ bytes, its ``ModelGraph`` and the host-TFLM evaluation). TensorFlow is imported 
 ``tflm_host`` runs the real TFLM interpreter in a child process for every later stage.
 """
 
+from .convert import convert_int8, kept_converter
 from .dataset import (
     Dataset,
     check_matches_graph,
@@ -44,7 +45,9 @@ __all__ = [
     "check_matches_graph", "check_matches_input", "check_matches_output",
     "check_runs",
     "class_ids",
+    "convert_int8",
     "evaluate",
+    "kept_converter",
     "keras3",
     "load_dataset",
     "load_model",

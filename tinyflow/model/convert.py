@@ -9,11 +9,14 @@ concrete-function path leaves unfrozen.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,10 +95,8 @@ def convert_int8(model: Any, calibration: np.ndarray, samples: int = DEFAULT_CAL
             raise InputError(f"{what}: TensorFlow could not trace the model for conversion "
                              f"({first_line(e)}); {_layer_hint(str(e), model)}") from None
         np.save(calib_path, calib)
-        env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
         try:
-            proc = subprocess.run([sys.executable, "-c", _CHILD, str(saved), str(calib_path), str(out)],
-                                  capture_output=True, text=True, timeout=_TIMEOUT_S, env=env)
+            proc = _run_converter(str(saved), str(calib_path), str(out))
         except subprocess.TimeoutExpired:
             raise InputError(f"{what}: TF's converter did not finish in {_TIMEOUT_S // 60} minutes") from None
         if proc.returncode < 0 or (proc.returncode != 0 and _ERROR_TAG not in proc.stderr):
@@ -110,6 +111,102 @@ def convert_int8(model: Any, calibration: np.ndarray, samples: int = DEFAULT_CAL
             raise InputError(f"{what}: TFLite could not convert the model to int8: {msg[:300]}; "
                              f"{_layer_hint(msg, model)}")
         return out.read_bytes(), rewrites
+
+
+def _child_env() -> dict[str, str]:
+    return dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
+
+
+def _run_converter(saved: str, calib_path: str, out_path: str) -> subprocess.CompletedProcess:
+    """One conversion in a child: the kept one when ``kept_converter`` is active, else a fresh one."""
+    if _kept is not None:
+        return _kept.run(saved, calib_path, out_path)
+    return subprocess.run([sys.executable, "-c", _CHILD, saved, calib_path, out_path], capture_output=True,
+                          text=True, timeout=_TIMEOUT_S, env=_child_env())
+
+
+_SERVE = "from tinyflow.model.convert import _serve; _serve()"
+_DONE_TAG = "tinyflow-convert-done: "
+_KEPT_RUNS = 50
+
+
+class _KeptConverter:
+    """A converter child that stays up between conversions: a fresh child spends most of its time
+    importing TensorFlow (seconds), which a search converting hundreds of candidates pays once. A crash
+    kills only the child, reported as a fresh child's crash is; the next conversion starts a new one."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.runs = 0
+
+    def _start(self) -> subprocess.Popen:
+        if self.proc is not None and self.runs >= _KEPT_RUNS:
+            self.close()  # TF's converter keeps memory between conversions: a fresh child now and then
+        if self.proc is None or self.proc.poll() is not None:
+            self.runs = 0
+            # stderr to a file, not a pipe: TF's native logging must never fill a pipe nobody drains. It
+            # lives as long as the child, so no `with`.
+            self.errors = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
+            self.proc = subprocess.Popen([sys.executable, "-c", _SERVE], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=self.errors, text=True, env=_child_env())
+        return self.proc
+
+    def run(self, saved: str, calib_path: str, out_path: str) -> subprocess.CompletedProcess:
+        import select
+
+        proc = self._start()
+        self.runs += 1
+        args = [saved, calib_path, out_path]
+        try:
+            proc.stdin.write("\t".join(args) + "\n")
+            proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # it died before reading: its exit code below says how
+        deadline = time.monotonic() + _TIMEOUT_S
+        while True:
+            ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                self.close()
+                raise subprocess.TimeoutExpired(args, _TIMEOUT_S)
+            line = proc.stdout.readline()
+            if not line:  # the child is gone: a crash, as a fresh child's would be reported
+                code = proc.wait()
+                self.errors.seek(0)
+                return subprocess.CompletedProcess(args, code, "", self.errors.read())
+            if line.startswith(_DONE_TAG):
+                error = line[len(_DONE_TAG):].strip()
+                return subprocess.CompletedProcess(args, 3 if error else 0, "", error)
+
+    def close(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+            self.errors.close()
+
+
+_kept: _KeptConverter | None = None
+
+
+@contextlib.contextmanager
+def kept_converter() -> Iterator[None]:
+    """Within this block every conversion of this process goes to one long-lived converter child."""
+    global _kept
+    if _kept is not None:
+        yield
+        return
+    _kept = _KeptConverter()
+    try:
+        _kept._start()  # now: its TensorFlow import overlaps whatever the caller does before converting
+        yield
+    finally:
+        kept, _kept = _kept, None
+        kept.close()
 
 
 # Recurrent layers that TF's converter segfaults on unless their time loop is unrolled (Keras 3 LSTM/GRU,
@@ -235,6 +332,22 @@ def _load_concrete(tf: Any, saved: str) -> tuple[Any, Any]:
 
 def _child(saved: str, calib_path: str, out_path: str) -> None:
     """In the child: convert the traced SavedModel; a Python error becomes one tagged line on stderr."""
+    error = _convert_saved(saved, calib_path, out_path)
+    if error is not None:
+        print(_ERROR_TAG + error, file=sys.stderr)
+        raise SystemExit(3)
+
+
+def _serve() -> None:
+    """The kept converter child: one conversion per line on stdin, each answered by one tagged line."""
+    for line in sys.stdin:
+        saved, calib_path, out_path = line.rstrip("\n").split("\t")
+        error = _convert_saved(saved, calib_path, out_path)
+        print(_DONE_TAG + (_ERROR_TAG + error if error is not None else ""), flush=True)
+
+
+def _convert_saved(saved: str, calib_path: str, out_path: str) -> str | None:
+    """Convert the traced SavedModel to ``out_path``; the line that says why when the converter refuses."""
     from .tfenv import native_stderr_silenced, tensorflow
 
     tf = tensorflow()
@@ -252,6 +365,6 @@ def _child(saved: str, calib_path: str, out_path: str) -> None:
     except Exception as e:  # ConverterError and friends carry long MLIR dumps: keep the line that says why
         text = str(e)
         first = next((ln for ln in text.splitlines() if "error" in ln.lower()), first_line(text))
-        print(_ERROR_TAG + " ".join(first.split()), file=sys.stderr)
-        raise SystemExit(3) from None
+        return " ".join(first.split())
     Path(out_path).write_bytes(data)
+    return None
