@@ -34,11 +34,18 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     config.option.numprocesses = WORKERS
     if config.option.dist == "no":
         config.option.dist = "loadscope"
+        config.option.loadscopereorder = False  # units start in collection order: the longest first (below)
 
 
 # Modules whose tests are units of work by the first part of their parameter id (the model family) rather
-# than by module: the matrix is a third of the suite, and a family's cells share one model.
+# than by module: the matrix is a third of the suite, and a family's cells share one model. Under xdist they
+# are collected first, so that the longest units start first and the short modules fill in at the end.
 _SPLIT_BY_PARAMETER = ("tests/test_model_matrix.py",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker sorts alike: xdist checks they collected alike
+        items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in _SPLIT_BY_PARAMETER)
 
 
 @pytest.hookimpl(optionalhook=True)
