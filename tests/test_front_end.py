@@ -203,3 +203,24 @@ def test_a_lambda_layer_is_one_sentence_without_keras_safe_mode_advice(tmp_path,
                  str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Lambda layer" in err and "safe_mode" not in err and "lam.keras" in err
+
+
+def test_a_function_tf_cannot_save_converts_through_a_frozen_graphdef(family_model, monkeypatch):
+    # The converter child's last resort: no family needs it since the SavedModel tracks only the variables,
+    # so a refused save stands in for a function TF cannot save. Real freezing, the real converter child.
+    from tinyflow.model import load_dataset, load_model, run_model, tensorflow
+    from tinyflow.model.convert import to_int8_tflite
+
+    path, data = family_model("conv_transpose")
+    model, x = load_model(path).keras_model, load_dataset(data).x_train
+    saved = to_int8_tflite(model, x, 50)
+
+    def refuse(*args, **kwargs):
+        raise ValueError("this function cannot be saved")
+
+    monkeypatch.setattr(tensorflow().saved_model, "save", refuse)
+    frozen = to_int8_tflite(model, x, 50)
+    assert read_graph(frozen).op_names == read_graph(saved).op_names
+    q = read_graph(saved).input_tensors()[0].quantization
+    inputs = np.clip(np.round(x[:40] / q.scale + q.zero_point), -128, 127).astype(np.int8)
+    assert np.array_equal(run_model(frozen, [inputs])[0], run_model(saved, [inputs])[0])

@@ -205,7 +205,9 @@ def _save_traced(tf: Any, model: Any, serve: Any, folder: Path) -> None:
     traces and saves every layer's own call functions, which the converter never reads and the child then
     loads back (a QAT MobileNetV3-small: 62 s to save and 78 s to convert, against 7 s and 23 s; the
     ``.tflite`` bytes are the same). A function that captures more than the variables (a lookup table) is
-    saved with the model tracked, as before.
+    saved with the model tracked, as before. A QAT Conv2DTranspose, whose Keras object tf_keras cannot save,
+    now saves this way too instead of through the frozen GraphDef: same ops, quantization and outputs, with
+    the SavedModel's tensor names and signature like every other model.
     """
     tracked = [("model_variables", list(model.variables)), ("model", model)]
     module = tf.Module()
@@ -217,8 +219,7 @@ def _save_traced(tf: Any, model: Any, serve: Any, folder: Path) -> None:
             return
         except Exception:
             continue
-    # Some TF-MOT wrappers (Conv2DTranspose's weight quantizer) cannot be saved; their traced function can
-    # still be frozen, variables to constants, into a GraphDef.
+    # A function that cannot be saved either way can still be frozen, variables to constants, into a GraphDef.
     _save_frozen(tf, serve.get_concrete_function(), folder)
 
 
