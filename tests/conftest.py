@@ -1,4 +1,11 @@
-"""Shared fixtures: real models and data built once per test session (nothing is downloaded)."""
+"""Shared fixtures: real models and data built once per test run (nothing is downloaded); two xdist workers.
+
+The suite runs on two pytest-xdist workers by default (CI has two cores): ``pytest_cmdline_main`` below sets
+``-n 2`` unless the command line chose (``-n 0`` or ``-p no:xdist`` runs in one process, ``-n N`` on N
+workers). Each test module is one unit of work, so its module fixtures are built once; the model matrix is
+split by family instead (its families are the longest units, and each family's cells share one model).
+Models that several modules use are built once per run for all workers (``tests/built_once.py``).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,53 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.built_once import built_once, lock, run_dir
+
 # A bug in tinyflow shows its traceback in the tests instead of the CLI's one-line "internal error".
 os.environ.setdefault("TINYFLOW_DEBUG", "1")
+
+
+WORKERS = 2  # CI's cores
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """``-n 2`` with module-sized units of work unless the command line chose otherwise (set here, not in
+    addopts, so that ``-p no:xdist`` and a missing pytest-xdist still run the suite in one process)."""
+    if (hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("xdist")
+            or config.option.numprocesses is not None or config.option.usepdb):
+        return
+    config.option.numprocesses = WORKERS
+    if config.option.dist == "no":
+        config.option.dist = "loadscope"
+        config.option.loadscopereorder = False  # units start in collection order: the longest first (below)
+
+
+# Modules whose tests are units of work by the first part of their parameter id (the model family) rather
+# than by module: the matrix is a third of the suite, and a family's cells share one model. Under xdist they
+# are collected first, so that the longest units start first and the short modules fill in at the end.
+_SPLIT_BY_PARAMETER = ("tests/test_model_matrix.py",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker sorts alike: xdist checks they collected alike
+        items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in _SPLIT_BY_PARAMETER)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    if config.option.dist != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleOrFamily(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            if module in _SPLIT_BY_PARAMETER and nodeid.endswith("]"):
+                return f"{module}::{nodeid.rsplit('[', 1)[1].split('-', 1)[0]}"
+            return module
+
+    return ModuleOrFamily(config, log)
 
 
 @pytest.fixture(scope="session")
@@ -17,7 +69,7 @@ def digits_example(tmp_path_factory) -> tuple[Path, Path]:
     """The bundled digits example: a Keras 3 CNN trained on scikit-learn's digits, and its DATA.npz."""
     from tinyflow.examples import train_digits
 
-    return train_digits(tmp_path_factory.mktemp("digits"))
+    return built_once(tmp_path_factory, "digits", train_digits)
 
 
 def _residual_data(seed: int = 0, n: int = 600) -> dict[str, np.ndarray]:
@@ -69,10 +121,13 @@ def keras3_residual(tmp_path_factory, digits_example) -> Path:
     """A Keras 3 functional model with a residual Add, trained and saved as .keras (what users save today)."""
     from tinyflow.model.tfenv import keras3
 
-    keras = keras3()
-    keras.utils.set_random_seed(1)
-    model = _residual_model(keras.layers, keras.Model, keras.Input)
-    return _train_and_save(model, digits_example[1], tmp_path_factory.mktemp("k3") / "residual.keras")
+    def build(folder: Path) -> Path:
+        keras = keras3()
+        keras.utils.set_random_seed(1)
+        model = _residual_model(keras.layers, keras.Model, keras.Input)
+        return _train_and_save(model, digits_example[1], folder / "residual.keras")
+
+    return built_once(tmp_path_factory, "keras3-residual", build)
 
 
 @pytest.fixture(scope="session")
@@ -80,24 +135,38 @@ def tf_keras_residual_h5(tmp_path_factory, digits_example) -> Path:
     """The same residual architecture built and saved with tf_keras (Keras 2) as legacy .h5."""
     from tinyflow.model.tfenv import tf_keras
 
-    tfk = tf_keras()
-    tfk.utils.set_random_seed(2)
-    model = _residual_model(tfk.layers, tfk.Model, tfk.Input)
-    return _train_and_save(model, digits_example[1], tmp_path_factory.mktemp("k2") / "residual.h5")
+    def build(folder: Path) -> Path:
+        tfk = tf_keras()
+        tfk.utils.set_random_seed(2)
+        model = _residual_model(tfk.layers, tfk.Model, tfk.Input)
+        return _train_and_save(model, digits_example[1], folder / "residual.h5")
+
+    return built_once(tmp_path_factory, "tf-keras-residual", build)
 
 
 @pytest.fixture(scope="session")
 def corpus_dir(tmp_path_factory) -> Path:
-    """Built corpus models are cached here for the session (and in CI's workspace between runs)."""
-    import os
-
+    """Built corpus models are cached here for the run, all workers (and in CI's workspace between runs)."""
     cache = os.environ.get("TINYFLOW_CORPUS_CACHE")
-    return Path(cache) if cache else tmp_path_factory.mktemp("corpus")
+    return Path(cache) if cache else run_dir(tmp_path_factory) / "corpus"
 
 
 @pytest.fixture(scope="session")
-def corpus_model(corpus_dir):
-    """corpus_model(name) -> .tflite bytes of a corpus model, built once per session."""
+def corpus_model(corpus_dir, tmp_path_factory):
+    """corpus_model(name) -> .tflite bytes of a corpus model, built once per run."""
     from tests.corpus import cached_tflite
 
-    return lambda name: cached_tflite(name, corpus_dir)
+    def get(name: str) -> bytes:
+        with lock(tmp_path_factory, f"corpus-{name}"):
+            return cached_tflite(name, corpus_dir)
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def family_model(tmp_path_factory):
+    """family_model(name) -> (model.keras, data.npz) of a ``tests/model_families`` family, trained once per run
+    (``save_family``'s defaults). Tests read these files; they write their outputs elsewhere."""
+    from tests.model_families import save_family
+
+    return lambda name: built_once(tmp_path_factory, f"family-{name}", lambda folder: save_family(name, folder))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.model_families import save_family, task
+from tests.model_families import task
 from tinyflow.cli import main
 from tinyflow.errors import InputError
 from tinyflow.graph import read_graph, read_graph_file
@@ -44,8 +44,8 @@ def test_keras3_ptq_converts_directly_with_a_layer_the_bridge_lacks(tmp_path):
     assert result.report["accuracy"]["agreement"] >= 0.95
 
 
-def test_upsampling2d_becomes_resize_nearest_neighbor_not_tile(tmp_path):
-    path, data = save_family("upsampling", tmp_path)
+def test_upsampling2d_becomes_resize_nearest_neighbor_not_tile(family_model, tmp_path):
+    path, data = family_model("upsampling")
     reporter = RecordingReporter()
     result = deploy(path, DeployOptions(board="esp32s3", data=str(data), out=str(tmp_path / "out")), reporter)
     ops = result.report["model"]["ops"]
@@ -115,10 +115,10 @@ def test_does_not_fit_writes_all_three_reports_and_exits_1(tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def small_tflite(tmp_path_factory):
+def small_tflite(family_model, tmp_path_factory):
     """A small int8 .tflite of a trained Conv1D model, and its data."""
     folder = tmp_path_factory.mktemp("small")
-    path, data = save_family("conv1d", folder)
+    path, data = family_model("conv1d")
     assert main(["convert", str(path), "--data", str(data), "--out", str(folder / "conv")]) == 0
     return folder / "conv" / "model_int8.tflite", data
 
@@ -157,8 +157,8 @@ def test_a_float_tflite_without_data_passes_its_self_test(tmp_path):
     assert all(np.isfinite(np.frombuffer(x, np.float32)).all() for x in st.inputs)
 
 
-def test_the_reports_say_what_optimize_did_and_warn_when_sparsity_falls_short(tmp_path):
-    path, data = save_family("conv1d", tmp_path)
+def test_the_reports_say_what_optimize_did_and_warn_when_sparsity_falls_short(family_model, tmp_path):
+    path, data = family_model("conv1d")
     reporter = RecordingReporter()
     result = deploy(path, DeployOptions(board="esp32s3", data=str(data), out=str(tmp_path / "out"),
                                         optimize=OptimizeOptions(structured_2_4=True, epochs=1)), reporter)
@@ -183,9 +183,9 @@ def test_report_html_escapes_a_hostile_model_name(small_tflite, tmp_path):
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
 
 
-def test_qat_of_a_keras3_separable_model_with_add_and_concatenate(tmp_path):
+def test_qat_of_a_keras3_separable_model_with_add_and_concatenate(family_model, tmp_path):
     # TF-MOT splits SeparableConv2D into a new auto-named "conv2d", which collided with the user's own.
-    path, data = save_family("separable", tmp_path)
+    path, data = family_model("separable")
     result = deploy(path, DeployOptions(board="esp32s3", data=str(data), out=str(tmp_path / "out"),
                                         optimize=OptimizeOptions(qat=True, epochs=1)))
     assert result.report["optimize"]["method"] == "qat"
@@ -203,3 +203,24 @@ def test_a_lambda_layer_is_one_sentence_without_keras_safe_mode_advice(tmp_path,
                  str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Lambda layer" in err and "safe_mode" not in err and "lam.keras" in err
+
+
+def test_a_function_tf_cannot_save_converts_through_a_frozen_graphdef(family_model, monkeypatch):
+    # The converter child's last resort: no family needs it since the SavedModel tracks only the variables,
+    # so a refused save stands in for a function TF cannot save. Real freezing, the real converter child.
+    from tinyflow.model import load_dataset, load_model, run_model, tensorflow
+    from tinyflow.model.convert import to_int8_tflite
+
+    path, data = family_model("conv_transpose")
+    model, x = load_model(path).keras_model, load_dataset(data).x_train
+    saved = to_int8_tflite(model, x, 50)
+
+    def refuse(*args, **kwargs):
+        raise ValueError("this function cannot be saved")
+
+    monkeypatch.setattr(tensorflow().saved_model, "save", refuse)
+    frozen = to_int8_tflite(model, x, 50)
+    assert read_graph(frozen).op_names == read_graph(saved).op_names
+    q = read_graph(saved).input_tensors()[0].quantization
+    inputs = np.clip(np.round(x[:40] / q.scale + q.zero_point), -128, 127).astype(np.int8)
+    assert np.array_equal(run_model(frozen, [inputs])[0], run_model(saved, [inputs])[0])

@@ -79,18 +79,10 @@ def convert_int8(model: Any, calibration: np.ndarray, samples: int = DEFAULT_CAL
 
     with tempfile.TemporaryDirectory(prefix="tinyflow-convert-") as tmp:
         saved, calib_path, out = Path(tmp) / "saved", Path(tmp) / "calibration.npy", Path(tmp) / "model.tflite"
-        module = tf.Module()
-        module.model = model
-        module.serve = tf.function(lambda x: model(x, training=False),
-                                   input_signature=[tf.TensorSpec(shape, tf.float32)])
+        serve = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec(shape, tf.float32)])
         try:
             with native_stderr_silenced():
-                try:
-                    tf.saved_model.save(module, str(saved), signatures={"serving_default": module.serve})
-                except Exception:
-                    # Some TF-MOT wrappers (Conv2DTranspose's weight quantizer) cannot be saved; their traced
-                    # function can still be frozen, variables to constants, into a GraphDef.
-                    _save_frozen(tf, module.serve.get_concrete_function(), saved)
+                _save_traced(tf, model, serve, saved)
         except Exception as e:  # tracing runs the model's own Python: anything can go wrong there
             raise InputError(f"{what}: TensorFlow could not trace the model for conversion "
                              f"({first_line(e)}); {_layer_hint(str(e), model)}") from None
@@ -301,6 +293,31 @@ def _layer_hint(message: str, model: Any) -> str:
     if hits:
         return f"the failing layer is '{hits[-1]}' ({types[hits[-1]]}): replace it or drop it"
     return "replace the layers TFLite has no int8 kernel for"
+
+
+def _save_traced(tf: Any, model: Any, serve: Any, folder: Path) -> None:
+    """The serving function and the variables it reads, as the SavedModel the child converts.
+
+    The module tracks the model's variables, not the model: with the Keras model tracked, tf_keras also
+    traces and saves every layer's own call functions, which the converter never reads and the child then
+    loads back (a QAT MobileNetV3-small: 62 s to save and 78 s to convert, against 7 s and 23 s; the
+    ``.tflite`` bytes are the same). A function that captures more than the variables (a lookup table) is
+    saved with the model tracked, as before. A QAT Conv2DTranspose, whose Keras object tf_keras cannot save,
+    now saves this way too instead of through the frozen GraphDef: same ops, quantization and outputs, with
+    the SavedModel's tensor names and signature like every other model.
+    """
+    tracked = [("model_variables", list(model.variables)), ("model", model)]
+    module = tf.Module()
+    module.serve = serve
+    for attr, value in tracked:
+        setattr(module, attr, value)
+        try:
+            tf.saved_model.save(module, str(folder), signatures={"serving_default": serve})
+            return
+        except Exception:
+            continue
+    # A function that cannot be saved either way can still be frozen, variables to constants, into a GraphDef.
+    _save_frozen(tf, serve.get_concrete_function(), folder)
 
 
 _FROZEN = "frozen.pb"
