@@ -92,7 +92,9 @@ def test_plan_optimize_reports_both_figures_and_writes_the_model(corpus_model, t
     src = tmp_path / "vww.tflite"
     src.write_bytes(corpus_model("mobilenet_v1_025_vww"))
     out = tmp_path / "vww_planned.tflite"
-    assert main(["plan", str(src), "--board", "sim", "--optimize", "--write", str(out), "--json"]) == 0
+    # --no-rewrite: the offline plan of the converter's graph itself (tests/test_rewrite.py covers rewrites)
+    assert main(["plan", str(src), "--board", "sim", "--optimize", "--no-rewrite", "--write", str(out),
+                 "--json"]) == 0
     j = json.loads(capsys.readouterr().out)
     assert j["arena"]["min_bytes"] < j["arena"]["greedy_min_bytes"]
     assert j["arena"]["min_bytes"] == smallest_arena(out.read_bytes())
@@ -106,7 +108,7 @@ def test_deploy_uses_the_offline_plan_unless_told_not_to(corpus_model, tmp_path)
 
     src = tmp_path / "vww.tflite"
     src.write_bytes(corpus_model("mobilenet_v1_025_vww"))
-    planned = deploy(src, DeployOptions(board="esp32s3", out=str(tmp_path / "a"), runs=3))
+    planned = deploy(src, DeployOptions(board="esp32s3", out=str(tmp_path / "a"), runs=3, rewrite=False))
     arena = planned.report["memory"]["arena"]
     assert arena["offline_plan"] is not None and arena["min_bytes"] < arena["greedy_min_bytes"]
     assert planned.report["model"]["offline_memory_plan"] is True

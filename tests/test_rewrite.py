@@ -295,3 +295,44 @@ def test_a_rewrite_whose_outputs_differ_is_dropped_with_a_warning(corpus_model, 
     assert bp.rewrite is None
     assert any("graph rewrite" in w and "changed the model's outputs" in w for w in bp.warnings)
     assert bp.tflite is None or len(read_graph(bp.tflite).main.operators) == len(read_graph(data).main.operators)
+
+
+# ---- found in review: cases the rewrite must refuse, not write wrongly --------------------------------------
+
+
+def _small_keras(build, shape) -> bytes:
+    from tinyflow.model import keras3
+    from tinyflow.model.convert import to_int8_tflite
+
+    keras = keras3()
+    keras.utils.set_random_seed(0)
+    inp = keras.Input(shape)
+    model = keras.Model(inp, build(keras.layers, inp))
+    return to_int8_tflite(model, np.random.default_rng(0).uniform(-1, 1, (16, *shape)).astype(np.float32), 16)
+
+
+def test_a_grouped_conv_is_never_split():
+    # TFLM infers a conv's groups from Cin / filter depth: a slice of the filters would pair its output
+    # channels with the wrong input group (outputs differed by up to 141 before this was refused)
+    data = _small_keras(lambda L, i: L.Conv2D(8, 1)(L.Conv2D(8, 3, padding="same", groups=2)(i)), (8, 8, 4))
+    graph = read_graph(data)
+    grouped = [op.index for op in graph.main.operators
+               if op.name == "CONV_2D" and graph.main.tensors[op.inputs[1]].shape[3] < 4]
+    assert grouped == [0]
+    assert 0 not in dict(candidates(data).splittable)
+    with pytest.raises(ValueError):
+        apply_rewrite(data, Rewrite((), ((0, 2),)))
+    assert 1 in dict(candidates(data).splittable)  # the plain conv after it still splits, exactly
+    assert_identical(data, apply_rewrite(data, Rewrite((), ((1, 2),))))
+
+
+def test_a_cell_that_reads_only_padding_is_refused_not_written_empty():
+    # a ZeroPadding2D of 3 rows above a 4-row map: a 3-row grid's first cell reads only padding
+    data = _small_keras(lambda L, i: L.Flatten()(L.Conv2D(4, 3)(L.ZeroPadding2D(((3, 0), (0, 0)))(L.Conv2D(4, 1)(i)))),
+                        (4, 4, 2))
+    plan = PatchPlan(ops=1, rows=3, cols=1, start=1)
+    with pytest.raises(ValueError):
+        apply_rewrite(data, Rewrite((plan,)))
+    for board in (SIM, S3):  # the search never offers it, and assess never fails because of it
+        bp = assess(read_graph(data), board, tflite=data, offline=True)
+        assert not [w for w in bp.warnings if "rewrite" in w]

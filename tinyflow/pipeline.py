@@ -173,7 +173,9 @@ def deploy(model_path: str | Path, options: DeployOptions | None = None,
         report = {**_header(), "board": _board_json(board), **model.report, "memory": plan.to_json(),
                   "artifacts": {"tflite": TFLITE_NAME}}
         if plan.tflite is not None:
+            # the deployed model's ops: a rewrite adds slices, pads and concatenations to the converter's
             report["model"] = {**report["model"], "tflite_bytes": graph.size_bytes, "sha256": graph.sha256,
+                               "ops": list(graph.op_names),
                                "offline_memory_plan": plan.offline is not None,
                                "graph_rewrite": None if plan.rewrite is None else plan.rewrite.rewrite.describe()}
         if plan.fits and model.report.get("evaluation_error"):

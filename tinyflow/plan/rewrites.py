@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..boards import Board
+from ..errors import InputError
 from ..graph import ModelGraph, graph_from_model, read_graph, unpack_model
 from ..rewrite import (
     Candidates,
@@ -131,6 +132,8 @@ class _Search:
             origins = rewrite_model(model, rw)
             graph = graph_from_model(model, len(self.tflite), source="the rewritten model", validate=False)
             mem = plan_graph(graph, self.board.pointer_bytes, rules_id(self.board), self.board.mcu, exact=False)
+            if any(t.bytes <= 0 for t in graph.main.tensors if not t.is_constant and t.shape):
+                raise ValueError("an empty tensor")  # never a real saving: TFLM refuses such a model
             s = _Scored(rw, mem.min_arena_bytes, self.cost(graph), graph, mem, origins)
         except ValueError:  # a grid that does not divide this stage's output
             s = None
@@ -247,7 +250,10 @@ def choose_rewrite(tflite: bytes, graph: ModelGraph, board: Board,
     if current is base or current.arena > base.arena * (1 - MIN_SAVING):
         return None
     data = apply_rewrite(tflite, current.rewrite)
-    rewritten = read_graph(data, "the rewritten model")  # validated, as any model tinyflow reads
+    try:
+        rewritten = read_graph(data, "the rewritten model")  # validated, as any model tinyflow reads
+    except InputError:  # a rewrite the validator refuses is a bug in it: the converter's graph is kept
+        return None
     exact = [plan_graph(g, board.pointer_bytes, rules_id(board), board.mcu).min_arena_bytes for g in (graph, rewritten)]
     if exact[1] > exact[0] * (1 - MIN_SAVING):
         return None

@@ -1,6 +1,6 @@
 """Patch-based inference (MCUNetV2): run the first ops of a CNN on spatial patches, one patch at a time.
 
-The stage is the first ``k`` ops of the main subgraph, each a CONV_2D, DEPTHWISE_CONV_2D, AVERAGE/MAX_POOL_2D,
+The stage is ``ops`` consecutive ops of the main subgraph from op ``start``, each a CONV_2D,
 ADD (a residual inside the stage) or PAD, on int8 NHWC tensors of batch 1, fed by one tensor from outside
 (the stage input) and read outside only through the last op's output (the stage output). The stage output is
 cut into a ``rows x cols`` grid; for each cell the receptive field is walked back through the stage, and
@@ -122,7 +122,8 @@ def stage_op(model: Any, sg: Any, i: int) -> StageOp | None:
     s = tflite_schema()
     op = sg.operators[i]
     kind = _name(s, model.operatorCodes[op.opcodeIndex])
-    if kind not in PATCHABLE or len(op.outputs) != 1:
+    arity = 1 if kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D") else 2  # pools: data; convs: data, filter; ...
+    if kind not in PATCHABLE or len(op.outputs) != 1 or len(op.inputs) < arity:
         return None
     x, y = int(op.inputs[0]), int(op.outputs[0])
     if x < 0 or _constant(model, sg, x) is not None:
@@ -133,6 +134,10 @@ def stage_op(model: Any, sg: Any, i: int) -> StageOp | None:
     if sg.tensors[x].type != s.TensorType.INT8 or sg.tensors[y].type != s.TensorType.INT8:
         return None
     o = op.builtinOptions
+    expected = {"CONV_2D": s.Conv2DOptionsT, "DEPTHWISE_CONV_2D": s.DepthwiseConv2DOptionsT,
+                "AVERAGE_POOL_2D": s.Pool2DOptionsT, "MAX_POOL_2D": s.Pool2DOptionsT}.get(kind)
+    if expected is not None and not isinstance(o, expected):
+        return None  # options of another kind (a corrupt or hand-edited model): nothing to reproduce
     if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         f = _shape(sg, int(op.inputs[1]))
         if len(f) != 4:
@@ -220,6 +225,9 @@ def _regions(stage: list[StageOp], shapes: dict[int, list[int]], out: Region, sl
         for t in so.data_inputs:
             h, w = shapes[t][1], shapes[t][2]
             clipped = (max(a0, 0), min(a1, h), max(b0, 0), min(b1, w))
+            if clipped[0] >= clipped[1] or clipped[2] >= clipped[3]:
+                # the cell lies wholly in a PAD's padding: no tensor can hold an empty region
+                raise ValueError("a patch cell reads nothing of a padded tensor: use a coarser grid")
             old = need.get(t)
             need[t] = clipped if old is None else (min(old[0], clipped[0]), max(old[1], clipped[1]),
                                                    min(old[2], clipped[2]), max(old[3], clipped[3]))

@@ -26,9 +26,11 @@ def splittable(model: Any, i: int) -> int:
     op = sg.operators[i]
     if _name(s, model.operatorCodes[op.opcodeIndex]) != "CONV_2D" or len(op.inputs) < 2 or len(op.outputs) != 1:
         return 0
-    w, y = sg.tensors[int(op.inputs[1])], sg.tensors[int(op.outputs[0])]
-    if len(w.shape) != 4 or len(y.shape) != 4 or model.buffers[w.buffer].data is None:
+    x, w, y = (sg.tensors[int(t)] for t in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    if len(w.shape) != 4 or len(y.shape) != 4 or len(x.shape) != 4 or model.buffers[w.buffer].data is None:
         return 0
+    if int(w.shape[3]) != int(x.shape[3]):
+        return 0  # a grouped conv: TFLM infers its groups from Cin / filter depth, which a slice of filters breaks
     if w.type != s.TensorType.INT8 or y.type != s.TensorType.INT8 or int(w.shape[0]) != int(y.shape[3]):
         return 0
     q = w.quantization
