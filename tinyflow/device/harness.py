@@ -12,13 +12,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..boards import Board
 from ..errors import DeviceError
-from ..graph import ModelGraph, dequantize, quantize
+from ..graph import ModelGraph, dequantize, numpy_dtype, quantize, random_values
 from ..model import Dataset, check_runs, class_ids, roc_auc, run_model, sample_errors
 from ..plan import build_versions
 from ..protocol import PROTOCOL_VERSION, REFLASH, SETUP, Hello, arena_missing_bytes, version_mismatch
@@ -225,11 +224,6 @@ def _inputs(graph: ModelGraph, data: Dataset, limit: int | None) -> np.ndarray:
     return quantize(data.x_test[:n], t)
 
 
-def _np_dtype(dtype: str) -> Any:
-    return {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "INT32": np.int32, "FLOAT32": np.float32,
-            "INT64": np.int64, "BOOL": np.uint8}.get(dtype, np.uint8)
-
-
 def _per_layer_inputs(graph: ModelGraph, data: Dataset | None, n: int) -> tuple[list[list[np.ndarray]], str]:
     """``n`` inputs for the per-layer comparison: x_test's first samples, else seeded random int8."""
     in_t = graph.input_tensors()
@@ -237,15 +231,7 @@ def _per_layer_inputs(graph: ModelGraph, data: Dataset | None, n: int) -> tuple[
         xq = _inputs(graph, data, n)
         return [[x.reshape(in_t[0].shape)] for x in xq], "x_test"
     rng = np.random.default_rng(0)
-    samples = []
-    for _ in range(n):
-        sample = []
-        for t in in_t:
-            info = np.iinfo(_np_dtype(t.dtype)) if t.dtype != "FLOAT32" else None
-            sample.append(rng.integers(info.min, info.max + 1, size=t.shape).astype(_np_dtype(t.dtype)) if info
-                          else rng.normal(size=t.shape).astype(np.float32))
-        samples.append(sample)
-    return samples, "random (seed 0)"
+    return [[random_values(t.dtype, t.shape, rng) for t in in_t] for _ in range(n)], "random (seed 0)"
 
 
 def compare_layers(session: _Session, graph: ModelGraph, tflite: bytes, samples: list[list[np.ndarray]],
@@ -279,7 +265,7 @@ def compare_layers(session: _Session, graph: ModelGraph, tflite: bytes, samples:
         for k, op in enumerate(ops):
             t = graph.main.tensors[op.outputs[0]]
             want = np.ascontiguousarray(host.GetTensor(op.outputs[0], 0)["tensor_data"]).reshape(-1)
-            dtype = _np_dtype(t.dtype)
+            dtype = numpy_dtype(t.dtype)
             got = device[k]
             if len(got) != want.nbytes:
                 worst[k] = None

@@ -4,18 +4,19 @@ Takes ``.tflite`` bytes; returns a ``ModelGraph`` (subgraphs, tensors, operators
 live bytes) that every later stage reads, and quantizes/dequantizes arrays by a tensor's parameters.
 """
 
-from .flatbuf import align_buffers, buffer_misalignment
+from .flatbuf import align_buffers, buffer_misalignment, metadata_name
 from .flatbuf import pack as pack_model
 from .flatbuf import rewrite as rewrite_flatbuffer
 from .flatbuf import unpack as unpack_model
 from .ops import resolver_method
-from .quant import dequantize, quantize
+from .quant import dequantize, numpy_dtype, quantize, random_values
 from .reader import (
     ModelGraph,
     Operator,
     Quantization,
     Subgraph,
     Tensor,
+    builtin_name,
     check_tflite_bytes,
     constant_array,
     graph_from_model,
@@ -35,12 +36,16 @@ __all__ = [
     "Tensor",
     "align_buffers",
     "buffer_misalignment",
+    "builtin_name",
     "check_tflite_bytes",
     "constant_array",
     "dequantize",
     "graph_from_model",
+    "metadata_name",
+    "numpy_dtype",
     "pack_model",
     "quantize",
+    "random_values",
     "read_graph",
     "read_graph_file",
     "read_tflite",

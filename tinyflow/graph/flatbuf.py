@@ -20,6 +20,11 @@ def pack(model: Any) -> bytes:
     return bytes(builder.Output())
 
 
+def metadata_name(meta: Any) -> str:
+    """The name of an unpacked ``MetadataT`` (the object API gives bytes)."""
+    return meta.name.decode(errors="replace") if isinstance(meta.name, bytes) else str(meta.name or "")
+
+
 def rewrite(data: bytes, edit: Callable[[Any], None]) -> bytes:
     """``edit`` changes the unpacked ModelT in place; the result is packed and re-aligned."""
     model = unpack(data)

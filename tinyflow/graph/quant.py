@@ -7,6 +7,23 @@ import numpy as np
 from ..errors import InputError
 from .reader import Tensor
 
+_NUMPY = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "INT32": np.int32, "FLOAT32": np.float32,
+          "INT64": np.int64, "BOOL": np.uint8}
+
+
+def numpy_dtype(dtype: str) -> type:
+    """The numpy type a tensor's values come in (TFLite's BOOL is a byte)."""
+    return _NUMPY.get(dtype, np.uint8)
+
+
+def random_values(dtype: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Random values in a tensor's own type: its whole integer range, or unit-normal floats."""
+    if dtype == "FLOAT32":
+        return rng.normal(size=shape).astype(np.float32)
+    info = np.iinfo(numpy_dtype(dtype))
+    return rng.integers(info.min, info.max + 1, size=shape).astype(info.dtype)
+
+
 _RANGES = {"INT8": (-128, 127, np.int8), "UINT8": (0, 255, np.uint8), "INT16": (-32768, 32767, np.int16)}
 
 

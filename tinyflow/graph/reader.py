@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -51,6 +52,18 @@ def tflite_schema() -> Any:
 
 def _enum_names(enum_cls: type) -> dict[int, str]:
     return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+@functools.cache
+def _op_names() -> dict[int, str]:
+    return _enum_names(tflite_schema().BuiltinOperator)
+
+
+def builtin_name(code: Any) -> str:
+    """The builtin op name of an unpacked ``OperatorCodeT`` (the larger of its two code fields: the int8
+    deprecated one saturates at 127 for newer ops); ``BUILTIN_<n>`` for a code this schema does not know."""
+    n = max(code.builtinCode, code.deprecatedBuiltinCode)
+    return _op_names().get(n, f"BUILTIN_{n}")
 
 
 @dataclass(frozen=True)
@@ -329,7 +342,7 @@ def graph_from_model(model: Any, size_bytes: int, sha256: str = "", source: str 
         raise InputError(f"{source}: the model has no subgraphs; re-export it")
 
     type_names = _enum_names(schema.TensorType)
-    op_names = _enum_names(schema.BuiltinOperator)
+    op_names = _op_names()
     if validate:
         type_bytes = {code: _TYPE_BYTES.get(name, 0) for code, name in type_names.items()}
         validate_model(model, size_bytes, type_bytes, op_names, source)
@@ -346,8 +359,7 @@ def graph_from_model(model: Any, size_bytes: int, sha256: str = "", source: str 
         if opcode_index >= len(model.operatorCodes or []):
             raise InputError(f"{source}: an operator refers to opcode {opcode_index}, which does not exist")
         oc = model.operatorCodes[opcode_index]
-        code = max(oc.builtinCode, oc.deprecatedBuiltinCode)
-        name = op_names.get(code, f"BUILTIN_{code}")
+        name = builtin_name(oc)
         if name == "CUSTOM":
             # No TFLM resolver has a custom op, so its name is only ever shown: never fail on its bytes.
             custom = oc.customCode.decode(errors="replace") if isinstance(oc.customCode, bytes) else str(oc.customCode)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..graph import OFFLINE_PLAN_METADATA, ModelGraph
+from ..graph import OFFLINE_PLAN_METADATA, ModelGraph, metadata_name
 from .greedy import ONLINE, Buffer, arena_size, greedy_offsets, peak_live_bytes
 from .planner import planned_buffers
 
@@ -217,7 +217,7 @@ def write_offline_plan(tflite: bytes, graph: ModelGraph, plan: OfflinePlan) -> b
         schema = tflite_schema()
         buf = schema.BufferT()
         buf.data = np.frombuffer(raw, dtype=np.uint8).copy()
-        existing = [m for m in (model.metadata or []) if _name(m) == OFFLINE_PLAN_METADATA]
+        existing = [m for m in (model.metadata or []) if metadata_name(m) == OFFLINE_PLAN_METADATA]
         if existing:
             model.buffers[existing[0].buffer] = buf
             return
@@ -228,10 +228,6 @@ def write_offline_plan(tflite: bytes, graph: ModelGraph, plan: OfflinePlan) -> b
         model.metadata = [*(model.metadata or []), meta]
 
     return rewrite(tflite, edit)
-
-
-def _name(meta) -> str:
-    return meta.name.decode() if isinstance(meta.name, bytes) else str(meta.name)
 
 
 def improve_model(tflite: bytes, graph: ModelGraph, pointer_bytes: int, kernel_library: str = "reference",

@@ -270,18 +270,12 @@ def same_outputs(original: bytes, rewritten: bytes, graph: ModelGraph, samples: 
     exactness, checked on the real interpreter before a plan relies on it."""
     import numpy as np
 
+    from ..graph import random_values
     from ..model import run_model
 
     rng = np.random.default_rng(seed)
-    inputs = []
-    for t in graph.input_tensors():
-        # run_model invokes once per sample: the first axis counts samples, each of the tensor's shape
-        size = (samples, *t.shape[1:]) if t.shape and t.shape[0] == 1 else (1, *t.shape)
-        dtype = np.dtype(t.dtype.lower()) if t.dtype in ("INT8", "UINT8", "INT16", "INT32") else np.float32
-        if dtype.kind in "iu":
-            info = np.iinfo(dtype)
-            inputs.append(rng.integers(info.min, info.max, size=size, endpoint=True, dtype=dtype))
-        else:
-            inputs.append(rng.standard_normal(size).astype(dtype))
+    # run_model invokes once per sample: the first axis counts samples, each of the tensor's shape
+    inputs = [random_values(t.dtype, (samples, *t.shape[1:]) if t.shape and t.shape[0] == 1 else (1, *t.shape), rng)
+              for t in graph.input_tensors()]
     a, b = run_model(original, inputs), run_model(rewritten, inputs)
     return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))

@@ -108,7 +108,7 @@ def compact(model: Any) -> None:
     """Drop the main subgraph's tensors no op or subgraph I/O uses any more, and every buffer no tensor or
     metadata uses: a rewritten op's old weights would otherwise stay in flash, and each unused tensor costs
     TFLM an eval tensor in the persistent arena. An offline memory plan, counted per tensor, is dropped."""
-    from ..graph import OFFLINE_PLAN_METADATA
+    from ..graph import OFFLINE_PLAN_METADATA, metadata_name
 
     sg = model.subgraphs[0]
     used = {int(t) for op in sg.operators for t in (*op.inputs, *op.outputs, *(op.intermediates
@@ -132,10 +132,7 @@ def compact(model: Any) -> None:
             for tm in [*(sig.inputs or []), *(sig.outputs or [])]:
                 tm.tensorIndex = remap[int(tm.tensorIndex)]
 
-    def name(md: Any) -> str:
-        return md.name.decode() if isinstance(md.name, bytes) else str(md.name)
-
-    model.metadata = [md for md in (model.metadata or []) if name(md) != OFFLINE_PLAN_METADATA] or None
+    model.metadata = [md for md in (model.metadata or []) if metadata_name(md) != OFFLINE_PLAN_METADATA] or None
     live = {0} | {t.buffer for g in model.subgraphs for t in g.tensors} | {md.buffer for md in model.metadata or []}
     bkeep = sorted(live)
     bmap = {old: new for new, old in enumerate(bkeep)}

@@ -16,14 +16,13 @@ positions (an average divides by the valid count), which an explicit PAD cannot 
 
 from __future__ import annotations
 
-import functools
 import itertools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..graph import tflite_schema
+from ..graph import builtin_name, tflite_schema
 from .editor import Editor
 
 PATCHABLE = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD", "PAD")
@@ -87,15 +86,6 @@ class PatchLayout:
     input_regions: tuple[Region, ...]  # clipped to the image; the rest of each cell's halo is padding
 
 
-@functools.cache
-def _op_names() -> dict[int, str]:
-    return {v: k for k, v in vars(tflite_schema().BuiltinOperator).items() if not k.startswith("_")}
-
-
-def _name(s: Any, code: Any) -> str:
-    return _op_names().get(max(code.builtinCode, code.deprecatedBuiltinCode), "?")
-
-
 def _shape(sg: Any, t: int) -> list[int]:
     return [int(x) for x in sg.tensors[t].shape]
 
@@ -121,7 +111,7 @@ def stage_op(model: Any, sg: Any, i: int) -> StageOp | None:
     """The op as a patchable stage op, or None when patching cannot reproduce it exactly."""
     s = tflite_schema()
     op = sg.operators[i]
-    kind = _name(s, model.operatorCodes[op.opcodeIndex])
+    kind = builtin_name(model.operatorCodes[op.opcodeIndex])
     arity = 1 if kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D") else 2  # pools: data; convs: data, filter; ...
     if kind not in PATCHABLE or len(op.outputs) != 1 or len(op.inputs) < arity:
         return None
@@ -234,10 +224,22 @@ def _regions(stage: list[StageOp], shapes: dict[int, list[int]], out: Region, sl
     return need
 
 
-def layout(model: Any, plan: PatchPlan) -> PatchLayout:
+def _checked_stage(model: Any, plan: PatchPlan) -> tuple[list[StageOp], dict[int, list[int]]]:
+    """The plan's stage ops and the shapes of their tensors; a ValueError when the plan cannot be written."""
     sg = model.subgraphs[0]
+    if plan.ops not in stages(model, plan.start):
+        raise ValueError(f"ops {plan.start}..{plan.stop - 1} are not a patchable stage")
     stage = [stage_op(model, sg, i) for i in range(plan.start, plan.stop)]
     shapes = {t: _shape(sg, t) for so in stage for t in (*so.data_inputs, so.output)}
+    h, w = shapes[stage[-1].output][1:3]
+    if not (1 <= plan.rows <= min(h, MAX_CONCAT_INPUTS) and 1 <= plan.cols <= min(w, MAX_CONCAT_INPUTS)) \
+            or plan.rows * plan.cols < 2:
+        raise ValueError(f"a {plan.rows}x{plan.cols} grid does not divide a {h}x{w} stage output")
+    return stage, shapes
+
+
+def layout(model: Any, plan: PatchPlan) -> PatchLayout:
+    stage, shapes = _checked_stage(model, plan)
     y = stage[-1].output
     x = next(t for so in stage for t in so.data_inputs if t not in {s.output for s in stage})
     h, w = shapes[y][1], shapes[y][2]
@@ -251,16 +253,10 @@ def patch(model: Any, plan: PatchPlan) -> int:
     patch. Returns how many ops the stage became."""
     s = tflite_schema()
     sg = model.subgraphs[0]
-    if plan.ops not in stages(model, plan.start):
-        raise ValueError(f"ops {plan.start}..{plan.stop - 1} are not a patchable stage")
-    stage = [stage_op(model, sg, i) for i in range(plan.start, plan.stop)]
+    stage, shapes = _checked_stage(model, plan)
     originals = list(sg.operators)
-    shapes = {t: _shape(sg, t) for so in stage for t in (*so.data_inputs, so.output)}
     y = stage[-1].output
     h, w = shapes[y][1], shapes[y][2]
-    if not (1 <= plan.rows <= min(h, MAX_CONCAT_INPUTS) and 1 <= plan.cols <= min(w, MAX_CONCAT_INPUTS)) \
-            or plan.rows * plan.cols < 2:
-        raise ValueError(f"a {plan.rows}x{plan.cols} grid does not divide a {h}x{w} stage output")
     ed = Editor(model)
     ed.origin = plan.start
     row_parts = []

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ..graph import tflite_schema
+from ..graph import builtin_name, tflite_schema
 from .editor import Editor
-from .patches import MAX_CONCAT_INPUTS, _name, _split
+from .patches import MAX_CONCAT_INPUTS, _split
 
 
 def splittable(model: Any, i: int) -> int:
@@ -24,7 +24,7 @@ def splittable(model: Any, i: int) -> int:
     s = tflite_schema()
     sg = model.subgraphs[0]
     op = sg.operators[i]
-    if _name(s, model.operatorCodes[op.opcodeIndex]) != "CONV_2D" or len(op.inputs) < 2 or len(op.outputs) != 1:
+    if builtin_name(model.operatorCodes[op.opcodeIndex]) != "CONV_2D" or len(op.inputs) < 2 or len(op.outputs) != 1:
         return 0
     x, w, y = (sg.tensors[int(t)] for t in (op.inputs[0], op.inputs[1], op.outputs[0]))
     if len(w.shape) != 4 or len(y.shape) != 4 or len(x.shape) != 4 or model.buffers[w.buffer].data is None:
